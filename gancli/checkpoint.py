@@ -1,0 +1,89 @@
+"""Checkpoints: written atomically, loaded without running code, found by model or run name."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gancli import __version__
+from gancli.errors import GancliError
+
+FORMAT = "gancli-checkpoint/1"
+FILENAME = "checkpoint.pt"
+
+
+def default_dir() -> Path:
+    """Where runs live: $GANCLI_CHECKPOINTS or ./checkpoints."""
+    return Path(os.environ.get("GANCLI_CHECKPOINTS", "checkpoints"))
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write to a temp file beside `path`, fsync, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save(path: Path, payload: dict[str, Any]) -> None:
+    """Serialise in memory first, so a failure while pickling never touches the file."""
+    buf = io.BytesIO()
+    torch.save({"format": FORMAT, "version": __version__, **payload}, buf)
+    atomic_write(path, buf.getvalue())
+
+
+def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load with weights_only=True (no code runs); anything else is a one-line error."""
+    path = Path(path)
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise GancliError(f"checkpoint {path} does not exist") from None
+    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise GancliError(f"{path} is not a readable gancli checkpoint ({reason})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise GancliError(f"{path} is not a gancli checkpoint")
+    return ckpt
+
+
+def newest_run(model: str, root: Path) -> Path:
+    """The run of `model` under `root` whose checkpoint was written last."""
+    found = sorted((root / model).glob(f"*/{FILENAME}"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise GancliError(
+            f"no trained {model} run in {root}/{model}; train one with `gancli train {model}`"
+        )
+    return found[-1]
+
+
+def resolve(target: str, root: Path, models: dict) -> Path:
+    """Map a model name, run folder, run name or checkpoint file to a checkpoint file."""
+    path = Path(target)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        if (path / FILENAME).is_file():
+            return path / FILENAME
+        raise GancliError(f"{path} holds no {FILENAME}")
+    if target in models:
+        return newest_run(target, root)
+    by_name = sorted(root.glob(f"*/{target}/{FILENAME}"))
+    if len(by_name) == 1:
+        return by_name[0]
+    raise GancliError(
+        f"'{target}' is neither a model ({', '.join(models)}), a run folder nor a checkpoint"
+    )

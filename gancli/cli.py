@@ -1,0 +1,207 @@
+"""The command line: parse and validate options, then call into gancli. No logic lives here."""
+
+from __future__ import annotations
+
+import functools
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from gancli import __version__, registry
+from gancli.errors import GancliError
+
+app = typer.Typer(
+    name="gancli",
+    help="Train, sample, translate and evaluate generative image models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+err = Console(stderr=True)
+
+
+def friendly(fn):
+    """Turn a GancliError into `error: ...` on stderr with exit code 2, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except GancliError as exc:
+            err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/]")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"gancli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Train, sample, translate and evaluate generative image models."""
+
+
+# Options shared by several commands, declared once.
+Dataset = Annotated[str | None, typer.Option(
+    "--dataset", "-d",
+    help="mnist, fashion-mnist, cifar10, mnist-mini (embedded, offline) or folder:PATH.")]
+DataRoot = Annotated[Path | None, typer.Option(
+    help="Where torchvision datasets are (or get downloaded). Default: $GANCLI_DATA or "
+         "~/.cache/gancli/data.")]
+ImageSize = Annotated[int | None, typer.Option(
+    min=8, help="Square image size in pixels. Default: the dataset's own size.")]
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")]
+Checkpoints = Annotated[Path | None, typer.Option(
+    "--checkpoints-dir", help="Where runs are kept. Default: $GANCLI_CHECKPOINTS or "
+                              "./checkpoints.")]
+
+
+# Each model's own options (--nz, --ngf, ...) come from the registry, so a new model adds
+# options without touching this file; they are listed under every command that takes them.
+MODEL_OPTIONS = {"allow_extra_args": True, "ignore_unknown_options": True}
+OPTIONS_EPILOG = "Model options (--name VALUE, defaults in brackets):\n\n" + "\n\n".join(
+    f"{name}: {spec.describe_options()}" for name, spec in registry.MODELS.items())
+
+
+def model_options(model: str, ctx: typer.Context) -> dict:
+    return registry.get(model).parse_options(list(ctx.args))
+
+
+@app.command(context_settings=MODEL_OPTIONS, epilog=OPTIONS_EPILOG)
+@friendly
+def train(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="Model to train: "
+                                              + ", ".join(registry.MODELS) + ".")],
+    dataset: Dataset = None,
+    data_root: DataRoot = None,
+    image_size: ImageSize = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Total epochs (also when "
+                                                           "resuming). Default 5.")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Default 128.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (init, noise, batch "
+                                                  "order). Default 0.")] = None,
+    max_steps: Annotated[int | None, typer.Option(
+        min=1, help="Stop after this many optimizer steps in all (smoke runs, fixed "
+                    "budgets).")] = None,
+    save_every_steps: Annotated[int | None, typer.Option(
+        min=1, help="Also checkpoint every N steps (always at each epoch's end).")] = None,
+    name: Annotated[str | None, typer.Option(help="Run name. Default: a timestamp.")] = None,
+    resume: Annotated[str | None, typer.Option(
+        help="Continue a run (folder, checkpoint or model name for its newest run) "
+             "exactly where it stopped, optimizer state and step count included.")] = None,
+    device: Device = "auto",
+    num_threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for "
+                                                                "PyTorch.")] = None,
+    checkpoints_dir: Checkpoints = None,
+) -> None:
+    """Train a model; writes checkpoints, sample grids and loss curves to its run folder."""
+    from gancli import engine
+
+    overrides = {
+        "dataset": dataset, "data_root": str(data_root) if data_root else None,
+        "image_size": image_size, "epochs": epochs, "batch_size": batch_size, "seed": seed,
+        "max_steps": max_steps, "save_every_steps": save_every_steps,
+        **model_options(model, ctx),
+    }
+    code = engine.train(model, overrides, name=name, resume=resume, device=device,
+                        num_threads=num_threads, root=checkpoints_dir)
+    raise typer.Exit(code)
+
+
+SAMPLE_EPILOG = "Model options of sample:\n\n" + "\n\n".join(
+    f"{name}: {spec.describe_options(spec.sample_options)}"
+    for name, spec in registry.MODELS.items() if spec.sample_options) + "\n"
+
+
+@app.command(context_settings=MODEL_OPTIONS, epilog=SAMPLE_EPILOG)
+@friendly
+def sample(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Argument(
+        help="Model name (its newest run), run folder, run name or checkpoint file.")],
+    n: Annotated[int, typer.Option("--n", "-n", min=1, help="How many images.")] = 64,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Grid PNG to write.")] = Path(
+        "samples.png"),
+    out_dir: Annotated[Path | None, typer.Option(
+        help="Also write each image as its own PNG into this folder.")] = None,
+    digit: Annotated[int | None, typer.Option(
+        help="Class to generate on digit datasets (conditional models).")] = None,
+    label: Annotated[str | None, typer.Option(
+        help="Class to generate, by name or index (conditional models).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for the noise.")] = 0,
+    device: Device = "auto",
+    checkpoints_dir: Checkpoints = None,
+) -> None:
+    """Generate images from a trained model into a grid (and optionally single PNGs)."""
+    import torch
+
+    from gancli import engine, viz
+
+    trainer, ckpt = engine.restore(target, engine.pick_device(device), checkpoints_dir)
+    extra = trainer.spec.parse_options(list(ctx.args), trainer.spec.sample_options)
+    wanted = label if label is not None else (None if digit is None else str(digit))
+    labels = None
+    if wanted is not None:
+        index = class_index(wanted, trainer.conditional, ckpt["info"]["classes"],
+                            trainer.spec.name)
+        labels = torch.full((n,), index, dtype=torch.long)
+    images = trainer.generate(n, generator=torch.Generator().manual_seed(seed), labels=labels,
+                              **extra)
+    viz.save_grid(images, out, nrow=math.ceil(math.sqrt(n)))
+    if out_dir:
+        for i, image in enumerate(images):
+            viz.save_png(viz.grid(image[None], nrow=1, pad=0), out_dir / f"{i:05d}.png")
+    err.print(f"{n} samples from {ckpt['path']} -> {out}" + (f" and {out_dir}/" if out_dir
+                                                             else ""))
+
+
+@app.command(context_settings=MODEL_OPTIONS, epilog=OPTIONS_EPILOG)
+@friendly
+def inspect(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Argument(
+        help="Model name (shows its networks) or a run folder/checkpoint (also its config, "
+             "progress and files).")],
+    dataset: Dataset = None,
+    image_size: ImageSize = None,
+    checkpoints_dir: Checkpoints = None,
+) -> None:
+    """Show a model's layers with output shapes and parameter counts, or a run's state."""
+    from gancli import inspect as inspection
+
+    if target in registry.MODELS and not Path(target).exists():
+        inspection.inspect_model(target, {"dataset": dataset, "image_size": image_size,
+                                          **model_options(target, ctx)})
+    else:
+        inspection.inspect_run(target, checkpoints_dir)
+
+
+def class_index(wanted: str, conditional: bool, classes: list[str], model: str) -> int:
+    """A class given by name or index -> its index, or a one-line error listing the valid ones."""
+    if not conditional:
+        raise GancliError(f"this {model} model is not conditional: it takes no --digit/--label")
+    valid = ", ".join(f"{i}={c}" for i, c in enumerate(classes))
+    if wanted in classes:
+        return classes.index(wanted)
+    if wanted.isdigit() and int(wanted) < len(classes):
+        return int(wanted)
+    raise GancliError(f"no class '{wanted}' (valid: {valid})")
+
+
+def main() -> None:
+    app()

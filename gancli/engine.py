@@ -1,0 +1,361 @@
+"""The training engine shared by every model: epochs, progress, checkpoints, resume, logs.
+
+A recipe (gancli.trainers) only knows one optimisation step; everything a user sees while
+training, and everything that makes a run resumable, lives here once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from gancli import checkpoint, data, registry, viz
+from gancli.errors import GancliError
+from gancli.trainers.base import Trainer
+
+console = Console(stderr=True)
+
+# Options that may change when a run is resumed; everything else comes from the checkpoint.
+RESUMABLE = ("epochs", "max_steps", "save_every_steps")
+
+
+class Diverged(Exception):
+    """A loss became NaN or infinite: training stops without overwriting the checkpoint."""
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """`auto` prefers CUDA, then Apple's MPS, then the CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise GancliError("--device cuda: no CUDA GPU is visible to PyTorch")
+    if name == "mps" and not (getattr(torch.backends, "mps", None)
+                              and torch.backends.mps.is_available()):
+        raise GancliError("--device mps: Apple's Metal backend is not available here")
+    if name not in ("cpu", "cuda", "mps"):
+        raise GancliError(f"unknown device '{name}' (choose from auto, cpu, cuda, mps)")
+    return torch.device(name)
+
+
+@dataclass
+class RunState:
+    """Where a run stands: whole epochs done, optimizer steps done, steps into this epoch."""
+
+    epoch: int = 0
+    step: int = 0
+    step_in_epoch: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "step": self.step, "step_in_epoch": self.step_in_epoch}
+
+
+@dataclass
+class Run:
+    """A run folder and the files the engine keeps in it."""
+
+    dir: Path
+    log: list[str] = field(default_factory=list)
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.dir / checkpoint.FILENAME
+
+    @property
+    def metrics(self) -> Path:
+        return self.dir / "metrics.jsonl"
+
+    @property
+    def losses(self) -> Path:
+        return self.dir / "losses.csv"
+
+    def sample_path(self, epoch: int) -> Path:
+        return self.dir / "samples" / f"epoch_{epoch:03d}.png"
+
+
+def rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def build_trainer(cfg: dict, info: dict, device: torch.device) -> Trainer:
+    """Networks and optimizers from a config and data info alone (no flags, no data)."""
+    spec = registry.get(cfg["model"])
+    return spec.trainer_class()(spec, cfg, info, device)
+
+
+def restore(target: str, device: torch.device, root: Path | None = None,
+            model: str | None = None) -> tuple[Trainer, dict]:
+    """Rebuild a trained model from its checkpoint's own config: no training flags needed."""
+    path = checkpoint.resolve(target, root or checkpoint.default_dir(), registry.MODELS)
+    ckpt = checkpoint.load(path)
+    if model and ckpt["config"]["model"] != model:
+        raise GancliError(f"{path} is a {ckpt['config']['model']} checkpoint, not {model}")
+    trainer = build_trainer(ckpt["config"], ckpt["info"], device)
+    trainer.load_state_dict(ckpt, optimizers=False)
+    trainer.train(False)
+    ckpt["path"] = path
+    return trainer, ckpt
+
+
+def _prepare_run(model: str, overrides: dict, name: str | None, resume: str | None,
+                 root: Path) -> tuple[dict, Run, dict | None]:
+    if resume:
+        path = checkpoint.resolve(resume, root, registry.MODELS)
+        ckpt = checkpoint.load(path)
+        cfg = dict(ckpt["config"])
+        if cfg["model"] != model:
+            raise GancliError(f"--resume {resume} is a {cfg['model']} run, not {model}")
+        cfg.update({k: overrides[k] for k in RESUMABLE if overrides.get(k) is not None})
+        return cfg, Run(path.parent), ckpt
+    cfg = registry.get(model).config(overrides)
+    name = name or datetime.now().strftime("%Y%m%d-%H%M%S")
+    run = Run(root / model / name)
+    if run.checkpoint.exists():
+        raise GancliError(f"run {run.dir} exists; pass --resume {run.dir} or another --name")
+    try:
+        run.dir.mkdir(parents=True, exist_ok=True)
+        (run.dir / "samples").mkdir(exist_ok=True)
+    except OSError as exc:
+        raise GancliError(f"cannot create run folder {run.dir}: {exc.strerror}") from None
+    return cfg, run, None
+
+
+def train(model: str, overrides: dict, *, name: str | None = None, resume: str | None = None,
+          device: str = "auto", num_threads: int | None = None,
+          root: Path | None = None) -> int:
+    """Everything `gancli train` does; returns the process exit code."""
+    if num_threads:
+        torch.set_num_threads(num_threads)
+    dev = pick_device(device)
+    cfg, run, ckpt = _prepare_run(model, overrides, name, resume,
+                                  Path(root or checkpoint.default_dir()))
+    if cfg.get("data_root") is None:
+        cfg["data_root"] = str(data.default_root())
+    torch.manual_seed(cfg["seed"])
+    info = data.describe(cfg["dataset"], cfg["image_size"])
+    cfg["image_size"] = info["image_size"]
+    trainer = build_trainer(cfg, info, dev)  # validates the size before loading any data
+    images = data.load(cfg["dataset"], Path(cfg["data_root"]), cfg["image_size"])
+    trainer.info = images.info(cfg["dataset"])
+    tensors = {"image": images.images}
+    if images.labels is not None:
+        tensors["label"] = images.labels
+    batches = data.Batches(tensors, cfg["batch_size"], cfg["seed"], dev)
+
+    state = RunState()
+    if ckpt is not None:
+        trainer.load_state_dict(ckpt)
+        state = RunState(**ckpt["state"])
+        set_rng_state(ckpt["rng"])
+        _truncate_logs(run, state.step)
+    checkpoint.atomic_write(run.dir / "config.json",
+                            json.dumps({**cfg, "info": trainer.info}, indent=2).encode())
+    console.print(f"[bold]{cfg['model']}[/] on {cfg['dataset']} ({trainer.info['num_images']} "
+                  f"images, {cfg['image_size']}px) on {dev} -> {run.dir}"
+                  + (f"  [dim](resumed at epoch {state.epoch}, step {state.step})[/]"
+                     if ckpt else ""))
+    return fit(trainer, batches, run, cfg, state)
+
+
+def _truncate_logs(run: Run, step: int) -> None:
+    """Drop log lines written after the checkpoint we resume from (a crash can leave some)."""
+    if run.metrics.exists():
+        lines = [ln for ln in run.metrics.read_text().splitlines()
+                 if ln and json.loads(ln)["step"] <= step]
+        checkpoint.atomic_write(run.metrics, "".join(ln + "\n" for ln in lines).encode())
+    if run.losses.exists():
+        head, *rows = run.losses.read_text().splitlines()
+        rows = [r for r in rows if int(r.split(",")[0]) <= step]
+        checkpoint.atomic_write(run.losses, "\n".join([head, *rows, ""]).encode())
+
+
+class _Interrupt:
+    """First Ctrl-C asks the loop to save and stop; a second one stops at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.previous = None
+
+    def __enter__(self) -> _Interrupt:
+        try:
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread (e.g. inside a test runner's worker)
+            self.previous = None
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        console.print("\n[yellow]Ctrl-C: finishing this step and saving a checkpoint "
+                      "(press again to abort without saving)[/]")
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+def _epoch_table(trainer: Trainer, header: bool) -> Table:
+    table = Table(show_header=header, box=None, pad_edge=False)
+    table.add_column("epoch", justify="right", width=7)
+    table.add_column("step", justify="right", width=8)
+    for title in trainer.metrics.values():
+        table.add_column(title, justify="right", width=max(9, len(title)))
+    table.add_column("img/s", justify="right", width=8)
+    table.add_column("sec", justify="right", width=7)
+    return table
+
+
+def fit(trainer: Trainer, batches: data.Batches, run: Run, cfg: dict, state: RunState) -> int:
+    """Train until `epochs` (or `max_steps`) are done, Ctrl-C, or a loss diverges."""
+    epochs, max_steps = cfg["epochs"], cfg["max_steps"]
+    save_every = cfg["save_every_steps"]
+    per_epoch = len(batches)
+    log_every = max(1, min(25, per_epoch // 20))
+    keys = list(trainer.metrics)
+    real = next(batches.epoch(0)) if per_epoch else None
+    first_row = True
+    trainer.train(True)
+
+    def save() -> None:
+        checkpoint.save(run.checkpoint, {
+            "config": cfg, "info": trainer.info, "state": state.as_dict(),
+            "rng": rng_state(), **trainer.state_dict(),
+        })
+
+    def done() -> bool:
+        return state.epoch >= epochs or (max_steps is not None and state.step >= max_steps)
+
+    with _Interrupt() as interrupt:
+        while not done() and not interrupt.requested:
+            epoch_no = state.epoch + 1
+            sums = {k: torch.zeros((), device=trainer.device) for k in keys}
+            history: list[torch.Tensor] = []
+            steps_here, images_here = 0, 0
+            start = time.perf_counter()
+            progress = Progress(
+                TextColumn(f"epoch {epoch_no}/{epochs}"), BarColumn(), MofNCompleteColumn(),
+                TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
+                console=console, transient=True,
+            )
+            try:
+                with progress:
+                    task = progress.add_task("train", total=per_epoch,
+                                             completed=state.step_in_epoch, status="")
+                    for batch in batches.epoch(state.epoch, state.step_in_epoch):
+                        out = trainer.train_step(batch)
+                        for k in keys:
+                            sums[k] += out[k]
+                        history.append(torch.stack([out[k] for k in trainer.curves]))
+                        steps_here += 1
+                        images_here += len(batch["image"] if "image" in batch
+                                           else next(iter(batch.values())))
+                        state.step += 1
+                        state.step_in_epoch += 1
+                        stop = interrupt.requested or done()
+                        if steps_here % log_every == 0 or stop:
+                            means = _means(sums, steps_here)
+                            progress.update(task, completed=state.step_in_epoch, status="  ".join(
+                                f"{trainer.metrics[k]} {v:.3f}" for k, v in means.items()))
+                        if save_every and state.step % save_every == 0 and not stop:
+                            _means(sums, steps_here)
+                            save()
+                        if stop:
+                            break
+            except Diverged as exc:
+                console.print(f"[red]error:[/] {exc} at step {state.step}; training stopped. "
+                              f"The last good checkpoint is {run.checkpoint} "
+                              "(try a lower --lr).")
+                return 1
+            if state.step_in_epoch >= per_epoch:
+                state.epoch += 1
+                state.step_in_epoch = 0
+            seconds = time.perf_counter() - start
+            row = {"epoch": epoch_no, "step": state.step,
+                   "complete": state.step_in_epoch == 0,
+                   **_means(sums, max(steps_here, 1)),
+                   "images_per_s": images_here / seconds if seconds else 0.0,
+                   "seconds": seconds}
+            _log_epoch(trainer, run, row, history, real)
+            save()
+            table = _epoch_table(trainer, first_row)
+            table.add_row(str(epoch_no) + ("" if row["complete"] else "*"), str(state.step),
+                          *(f"{row[k]:.4f}" for k in keys),
+                          f"{row['images_per_s']:.0f}", f"{seconds:.1f}")
+            console.print(table)
+            first_row = False
+
+    if interrupt.requested and not done():
+        console.print(f"[yellow]Interrupted at epoch {state.epoch + 1}, step {state.step}; "
+                      f"checkpoint saved. Resume with:[/] gancli train {cfg['model']} "
+                      f"--resume {run.dir}")
+        return 130
+    console.print(f"[green]done:[/] {state.step} steps, {state.epoch} epochs -> {run.dir}")
+    return 0
+
+
+def _means(sums: dict[str, torch.Tensor], n: int) -> dict[str, float]:
+    """The one host sync per log interval; also where a diverged loss is caught."""
+    means = {k: (v / n).item() for k, v in sums.items()}
+    bad = [k for k, v in means.items() if not math.isfinite(v)]
+    if bad:
+        raise Diverged(f"{bad[0]} became {means[bad[0]]}")
+    return means
+
+
+def _log_epoch(trainer: Trainer, run: Run, row: dict, history: list[torch.Tensor],
+               real: dict | None) -> None:
+    """Append the epoch's metrics and per-step losses, redraw grids and curves."""
+    with run.metrics.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+    if history:
+        values = torch.stack(history).float().cpu().tolist()
+        first = row["step"] - len(values) + 1
+        new_file = not run.losses.exists()
+        with run.losses.open("a") as f:
+            if new_file:
+                f.write(",".join(["step", *trainer.curves]) + "\n")
+            f.writelines(f"{first + i}," + ",".join(f"{v:.6g}" for v in vals) + "\n"
+                         for i, vals in enumerate(values))
+    images, nrow = trainer.preview()
+    viz.save_grid(images, run.sample_path(row["epoch"]), nrow)
+    if real is not None:
+        viz.side_by_side(trainer.comparison(real), run.dir / "real_vs_fake.png", nrow)
+    steps, series = read_losses(run.losses)
+    if steps:
+        viz.loss_curves(steps, series, run.dir / "loss_curves.png")
+
+
+def read_losses(path: Path) -> tuple[list[int], dict[str, list[float]]]:
+    if not path.exists():
+        return [], {}
+    head, *rows = path.read_text().splitlines()
+    names = head.split(",")[1:]
+    cols = list(zip(*(r.split(",") for r in rows), strict=True)) if rows else []
+    if not cols:
+        return [], {}
+    return [int(s) for s in cols[0]], {n: [float(v) for v in c] for n, c in zip(names, cols[1:],
+                                                                               strict=True)}

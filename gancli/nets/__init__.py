@@ -1,0 +1,1 @@
+"""Networks: plain nn.Modules built by small functions; no training logic lives here."""

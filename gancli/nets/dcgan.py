@@ -1,0 +1,98 @@
+"""DCGAN generator and discriminator (Radford et al. 2015), for any size 4..7 * 2^k."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from gancli.errors import GancliError
+
+
+def plan(image_size: int) -> tuple[int, int]:
+    """Split `image_size` into base * 2**k with base in 4..7 and k >= 2 (28 -> 7*4, 64 -> 4*16)."""
+    for k in range(2, 12):
+        base, rest = divmod(image_size, 2**k)
+        if rest == 0 and 4 <= base <= 7:
+            return base, k
+    raise GancliError(
+        f"image size {image_size} is not supported: use b * 2^k with b in 4..7 and k >= 2 "
+        "(e.g. 16, 28, 32, 64, 128, 256)"
+    )
+
+
+def init_weights(module: nn.Module) -> None:
+    """DCGAN init: conv weights N(0, 0.02); norm scales N(1, 0.02), shifts 0."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, (nn.BatchNorm2d, nn.InstanceNorm2d)) and module.weight is not None:
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+class Generator(nn.Module):
+    """z (N, nz) -> image (N, C, S, S) in [-1, 1] through transposed convs, BN and ReLU.
+
+    With `num_classes`, a learned label embedding is concatenated to z (conditional DCGAN).
+    """
+
+    def __init__(self, nz: int, channels: int, image_size: int, ngf: int = 64,
+                 num_classes: int = 0) -> None:
+        super().__init__()
+        base, k = plan(image_size)
+        self.nz, self.num_classes = nz, num_classes
+        self.embed = nn.Embedding(num_classes, num_classes) if num_classes else None
+        width = ngf * 2 ** (k - 1)
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(nz + num_classes, width, base, 1, 0, bias=False),
+            nn.BatchNorm2d(width), nn.ReLU(True),
+        ]
+        for _ in range(k - 1):
+            layers += [nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=False),
+                       nn.BatchNorm2d(width // 2), nn.ReLU(True)]
+            width //= 2
+        layers += [nn.ConvTranspose2d(width, channels, 4, 2, 1, bias=False), nn.Tanh()]
+        self.main = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.embed is not None:
+            z = torch.cat([z, self.embed(labels)], dim=1)
+        return self.main(z[:, :, None, None])
+
+
+class Discriminator(nn.Module):
+    """image -> `outputs` logits per image through strided convs, BN and LeakyReLU(0.2).
+
+    With `num_classes`, one-hot label maps are appended as input channels (conditional D).
+    """
+
+    def __init__(self, channels: int, image_size: int, ndf: int = 64, outputs: int = 1,
+                 num_classes: int = 0) -> None:
+        super().__init__()
+        base, k = plan(image_size)
+        self.num_classes = num_classes
+        width = ndf
+        layers: list[nn.Module] = [nn.Conv2d(channels + num_classes, width, 4, 2, 1),
+                                   nn.LeakyReLU(0.2, True)]
+        for _ in range(k - 1):
+            layers += [nn.Conv2d(width, width * 2, 4, 2, 1, bias=False),
+                       nn.BatchNorm2d(width * 2), nn.LeakyReLU(0.2, True)]
+            width *= 2
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Conv2d(width, outputs, base, 1, 0)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.num_classes:
+            maps = nn.functional.one_hot(labels, self.num_classes).to(x.dtype)
+            x = torch.cat([x, maps[:, :, None, None].expand(-1, -1, *x.shape[2:])], dim=1)
+        return self.head(self.features(x)).flatten(1)
+
+
+def build(cfg: dict, info: dict) -> dict[str, nn.Module]:
+    """DCGAN pair for the dataset's channels and the configured image size."""
+    g = Generator(cfg["nz"], info["channels"], cfg["image_size"], cfg["ngf"])
+    d = Discriminator(info["channels"], cfg["image_size"], cfg["ndf"])
+    for net in (g, d):
+        net.apply(init_weights)
+    return {"G": g, "D": d}

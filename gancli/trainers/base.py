@@ -1,0 +1,102 @@
+"""The contract between a training recipe and the engine that runs it."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from gancli.errors import GancliError
+from gancli.registry import ModelSpec
+
+
+@contextmanager
+def evaluating(*nets: nn.Module) -> Iterator[None]:
+    """Eval mode and no autograd for the block, then each net's previous mode back."""
+    modes = [net.training for net in nets]
+    try:
+        with torch.no_grad():
+            for net in nets:
+                net.eval()
+            yield
+    finally:
+        for net, mode in zip(nets, modes, strict=True):
+            net.train(mode)
+
+
+class Trainer(ABC):
+    """Owns a model's networks and optimizers and knows one optimisation step.
+
+    The engine owns everything else (epochs, progress, checkpoints, resume, grids, logs),
+    so a recipe only says what a step does and what its metrics are called.
+    """
+
+    # metric key -> column title in the epoch table; every train_step returns these keys
+    metrics: dict[str, str] = {}
+    # metric keys drawn per step in loss_curves.png
+    curves: tuple[str, ...] = ()
+
+    def __init__(self, spec: ModelSpec, cfg: dict, info: dict, device: torch.device) -> None:
+        self.spec, self.cfg, self.info, self.device = spec, cfg, info, device
+        self.nets: dict[str, nn.Module] = {
+            k: v.to(device) for k, v in spec.build_nets(cfg, info).items()
+        }
+        self.opts: dict[str, torch.optim.Optimizer] = self.make_optimizers()
+
+    @abstractmethod
+    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Each recipe chooses its optimizers."""
+
+    @abstractmethod
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One optimisation step; returns detached 0-d tensors (no host sync)."""
+
+    @abstractmethod
+    def preview(self) -> tuple[torch.Tensor, int]:
+        """Images in [-1, 1] for the per-epoch grid, from fixed inputs, and the row length."""
+
+    def comparison(self, real: dict[str, torch.Tensor]) -> list[tuple[str, torch.Tensor]]:
+        """Titled image batches shown side by side in real_vs_fake.png."""
+        fake, _ = self.preview()
+        return [("real", real["image"][: len(fake)]), ("generated", fake)]
+
+    @abstractmethod
+    def example_inputs(self) -> dict[str, tuple[torch.Tensor, ...]]:
+        """One input per network, so `inspect` can trace output shapes."""
+
+    @property
+    def conditional(self) -> bool:
+        """Whether generate() takes class labels (a recipe may decide from its config)."""
+        return self.spec.conditional
+
+    def generate(self, n: int, generator: torch.Generator | None = None,
+                 labels: torch.Tensor | None = None, **options) -> torch.Tensor:
+        """n new images in [-1, 1]; `options` are the spec's sample_options."""
+        raise GancliError(f"{self.spec.name} does not generate images from noise")
+
+    def translate(self, images: torch.Tensor, **options) -> tuple[torch.Tensor, dict]:
+        """Map input images in [-1, 1] to outputs; `options` are the spec's translate_options.
+
+        Returns the outputs and numbers worth printing (e.g. PSNR), possibly empty.
+        """
+        raise GancliError(f"{self.spec.name} does not translate images")
+
+    def train(self, mode: bool = True) -> None:
+        for net in self.nets.values():
+            net.train(mode)
+
+    def state_dict(self) -> dict:
+        return {
+            "nets": {k: v.state_dict() for k, v in self.nets.items()},
+            "opts": {k: v.state_dict() for k, v in self.opts.items()},
+        }
+
+    def load_state_dict(self, state: dict, optimizers: bool = True) -> None:
+        for k, net in self.nets.items():
+            net.load_state_dict(state["nets"][k])
+        if optimizers:
+            for k, opt in self.opts.items():
+                opt.load_state_dict(state["opts"][k])

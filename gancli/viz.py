@@ -1,0 +1,89 @@
+"""Pictures people would rather look at than read: sample grids, comparisons, loss curves."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torchvision.utils import make_grid
+
+from gancli.checkpoint import atomic_write
+from gancli.data import to_uint8
+from gancli.errors import GancliError
+
+
+def grid(images: torch.Tensor, nrow: int = 8, pad: int = 2) -> torch.Tensor:
+    """Images in [-1, 1] (N, C, H, W) -> one uint8 (3, H', W') grid."""
+    x = to_uint8(images.float().cpu())
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    return make_grid(x, nrow=nrow, padding=pad, pad_value=255)
+
+
+def save_png(image: torch.Tensor, path: Path) -> None:
+    """Save a uint8 (C, H, W) tensor as PNG, atomically (a grid is never half-written)."""
+    from PIL import Image
+
+    arr = image.permute(1, 2, 0).contiguous().numpy()
+    buf = io.BytesIO()
+    Image.fromarray(arr.squeeze(-1) if arr.shape[-1] == 1 else arr).save(buf, format="PNG")
+    try:
+        atomic_write(Path(path), buf.getvalue())
+    except OSError as exc:
+        raise GancliError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def save_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
+    save_png(grid(images, nrow), path)
+
+
+def side_by_side(panels: list[tuple[str, torch.Tensor]], path: Path, nrow: int = 8) -> None:
+    """Grids of several batches next to each other, titled (e.g. real | generated)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4.8), squeeze=False)
+    for ax, (title, images) in zip(axes[0], panels, strict=True):
+        ax.imshow(grid(images, nrow).permute(1, 2, 0).numpy())
+        ax.set_title(title)
+        ax.axis("off")
+    _save_figure(fig, path)
+
+
+def loss_curves(steps: list[int], series: dict[str, list[float]], path: Path) -> None:
+    """One line per loss over optimizer steps, with a moving average to see the trend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    window = max(1, len(steps) // 100)
+    for name, values in series.items():
+        v = torch.tensor(values, dtype=torch.float64)
+        line = ax.plot(steps, values, alpha=0.25, linewidth=0.8)[0]
+        if window > 1:
+            smooth = F.avg_pool1d(v[None, None], window, 1).flatten().tolist()
+            ax.plot(steps[window - 1:], smooth, color=line.get_color(), label=name)
+        else:
+            line.set_label(name)
+            line.set_alpha(1.0)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _save_figure(fig, path)
+
+
+def _save_figure(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write(Path(path), buf.getvalue())
