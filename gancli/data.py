@@ -105,11 +105,8 @@ def load(spec: str, root: Path | None = None, image_size: int | None = None,
                             torch.from_numpy(z["labels"]).long(), DIGITS)
     elif spec in BUILTINS:
         data = _load_torchvision(spec, Path(root) if root else default_root(), train)
-    elif spec.startswith("folder:"):
-        data = _load_folder(_folder_path(spec), image_size)
     else:
-        names = ", ".join([*BUILTINS, "folder:PATH"])
-        raise GancliError(f"unknown dataset '{spec}' (choose from {names})")
+        data = _load_folder(_folder_path(spec), image_size)
     if image_size and data.images.shape[-1] != image_size:
         data.images = resize_uint8(data.images, image_size)
     return data
@@ -133,6 +130,9 @@ def _load_torchvision(spec: str, root: Path, train: bool) -> ImageSet:
 
 
 def _folder_path(spec: str) -> Path:
+    if not spec.startswith("folder:"):
+        names = ", ".join([*BUILTINS, "folder:PATH"])
+        raise GancliError(f"unknown dataset '{spec}' (choose from {names})")
     path = Path(spec.removeprefix("folder:")).expanduser()
     if not path.is_dir():
         raise GancliError(f"dataset folder {path} does not exist")

@@ -129,6 +129,7 @@ def _prepare_run(model: str, overrides: dict, name: str | None, resume: str | No
         if cfg["model"] != model:
             raise GancliError(f"--resume {resume} is a {cfg['model']} run, not {model}")
         cfg.update({k: overrides[k] for k in RESUMABLE if overrides.get(k) is not None})
+        cfg["max_steps"] = overrides.get("max_steps")  # a stop condition for one invocation
         return cfg, Run(path.parent), ckpt
     cfg = registry.get(model).config(overrides)
     name = name or datetime.now().strftime("%Y%m%d-%H%M%S")
