@@ -11,9 +11,10 @@ from typing import Any
 
 from gancli.errors import GancliError
 
-# Options every model has; each spec adds its own hyper-parameters in `defaults`.
+# Options every model has; each spec adds its own hyper-parameters in `options`.
 COMMON_DEFAULTS: dict[str, Any] = {
     "dataset": "mnist",
+    "data_root": None,  # None: $GANCLI_DATA or ~/.cache/gancli/data
     "image_size": None,  # None: the dataset's native size
     "batch_size": 128,
     "epochs": 5,
