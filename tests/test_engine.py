@@ -33,6 +33,9 @@ def test_train_writes_a_complete_run_then_samples_and_inspects(cli, folder, tmp_
               "real_vs_fake.png", "loss_curves.png", "samples/epoch_001.png",
               "samples/epoch_002.png"]:
         assert (run / f).is_file(), f
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (run / "checkpoint.pt").stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 600
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]
     assert {"loss_d", "loss_g", "d_real", "d_fake", "images_per_s", "seconds"} <= rows[0].keys()
