@@ -8,7 +8,7 @@ install:
 	$(PIP) install -q -e '.[dev]'
 
 demo: install
-	gancli train dcgan --dataset mnist-mini --epochs 2 --name demo-$$(date +%Y%m%d-%H%M%S)
+	gancli train dcgan --dataset mnist-mini --epochs 5 --name demo-$$(date +%Y%m%d-%H%M%S)
 	gancli sample dcgan --n 64 --out checkpoints/demo_samples.png
 	@echo "demo: run folder, grids and loss curves in checkpoints/dcgan/; samples in checkpoints/demo_samples.png"
 

@@ -103,6 +103,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def build_trainer(cfg: dict, info: dict, device: torch.device) -> Trainer:
     """Networks and optimizers from a config and data info alone (no flags, no data)."""
     spec = registry.get(cfg["model"])
+    # Options added to gancli after a checkpoint was written take their defaults.
+    cfg = {**spec.config({}), **cfg}
     return spec.trainer_class()(spec, cfg, info, device)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+
 import pytest
 import torch
 
@@ -57,7 +58,7 @@ def test_folder_dataset_labels_resize_and_range(folder):
     assert ds.labels.tolist() == [0] * 12 + [1] * 12
     batch = next(data.Batches({"image": ds.images}, 8, 0, torch.device("cpu")).epoch(0))
     assert batch["image"].shape == (8, 3, 16, 16)
-    assert -1 <= batch["image"].min() and batch["image"].max() <= 1
+    assert batch["image"].min() >= -1 and batch["image"].max() <= 1
 
 
 def test_unlabelled_folder(tmp_path):

@@ -1,0 +1,103 @@
+"""Augmentations, losses, EMA and latent interpolation: the maths behind the options."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from gancli import augment, losses
+from gancli.ema import ema_update, make_ema
+from gancli.errors import GancliError
+from gancli.latent import slerp
+
+
+def batch(n: int = 6, c: int = 3, s: int = 16) -> torch.Tensor:
+    torch.manual_seed(0)
+    return torch.rand(n, c, s, s) * 2 - 1
+
+
+@pytest.mark.parametrize("policy", [("color",), ("translation",), ("cutout",),
+                                    augment.DIFFAUG_POLICIES])
+def test_diffaugment_is_differentiable_and_keeps_shape(policy):
+    x = batch().requires_grad_(True)
+    y = augment.diffaugment(x, policy)
+    assert y.shape == x.shape
+    y.square().sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert not torch.equal(y.detach(), x.detach())
+
+
+def test_translation_and_cutout_stay_in_range():
+    x = batch()
+    for name in ("translation", "cutout"):
+        y = augment.diffaugment(x, (name,))
+        assert y.min() >= -1 and y.max() <= 1
+    torch.manual_seed(1)
+    holes = (augment.diffaugment(torch.ones(200, 1, 16, 16), ("cutout",)) == 0).flatten(1).sum(1)
+    assert (holes > 0).all() and (holes <= 64).all()  # an 8x8 hole, clipped at the borders
+    assert 0.2 < (holes == 64).float().mean() < 0.4  # (9/17)^2 of offsets keep it whole
+
+
+def test_translation_moves_content_by_whole_pixels():
+    x = torch.zeros(64, 1, 16, 16)
+    x[:, :, 8, 8] = 1
+    y = augment.diffaugment(x, ("translation",))
+    assert (y.flatten(1).sum(1) == 1).all()  # a 2-pixel-max shift never drops the dot
+    assert len({int(i) for i in y.flatten(1).argmax(1)}) > 1  # images moved differently
+
+
+def test_policy_parsing():
+    assert augment.parse_policy("color, cutout") == ("color", "cutout")
+    with pytest.raises(GancliError, match="blur"):
+        augment.parse_policy("color,blur")
+
+
+def test_deluxe_keeps_size_and_range_and_varies_per_image():
+    x = batch(8).clamp(-0.5, 0.5)
+    y = augment.deluxe(x)
+    assert y.shape == x.shape and y.min() >= -1 and y.max() <= 1
+    same = augment.deluxe(torch.stack([x[0]] * 8))
+    assert not torch.allclose(same[0], same[1])  # independent draws per image
+
+
+def test_deluxe_identity_when_nothing_is_random():
+    x = batch(4)
+    y = augment.deluxe(x, scale=(1, 1), ratio=(1, 1), flip=0, autocontrast=0)
+    assert torch.allclose(x, y, atol=1e-5)
+    flipped = augment.deluxe(x, scale=(1, 1), ratio=(1, 1), flip=1, autocontrast=0)
+    assert torch.allclose(flipped, x.flip(-1), atol=1e-5)
+
+
+def test_losses_match_their_definitions():
+    real, fake = torch.tensor([2.0, -1.0]), torch.tensor([0.5, -3.0])
+    sp = nn.functional.softplus
+    assert torch.isclose(losses.d_loss(real, fake, "bce"), sp(-real).mean() + sp(fake).mean())
+    assert torch.isclose(losses.g_loss(fake, "bce"), sp(-fake).mean())
+    assert torch.isclose(losses.d_loss(real, fake, "hinge"),
+                         torch.relu(1 - real).mean() + torch.relu(1 + fake).mean())
+    assert torch.isclose(losses.g_loss(fake, "hinge"), -fake.mean())
+    assert torch.isclose(losses.d_loss(real, fake, "lsgan"),
+                         0.5 * ((real - 1) ** 2).mean() + 0.5 * (fake ** 2).mean())
+
+
+def test_ema_update_math():
+    net = nn.Linear(2, 1)
+    ema = make_ema(net)
+    before = ema.weight.clone()
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    ema_update(ema, net, decay=0.9)
+    assert torch.allclose(ema.weight, 0.9 * before + 0.1 * net.weight)
+    assert not ema.weight.requires_grad
+
+
+def test_slerp_endpoints_and_norm():
+    torch.manual_seed(0)
+    a, b = torch.randn(3, 50), torch.randn(3, 50)
+    path = slerp(a, b, torch.linspace(0, 1, 7))
+    assert path.shape == (3, 7, 50)
+    assert torch.allclose(path[:, 0], a, atol=1e-5) and torch.allclose(path[:, -1], b, atol=1e-5)
+    mid = path[:, 3].norm(dim=1)
+    lerp_mid = ((a + b) / 2).norm(dim=1)
+    assert (mid > lerp_mid).all()  # stays near the shell, unlike a straight line
