@@ -134,6 +134,10 @@ DCGAN_OPTIONS = {
     "lr": Opt(2e-4, "Adam learning rate"),
     "beta1": Opt(0.5, "Adam beta1"),
     "beta2": Opt(0.999, "Adam beta2"),
+    "upsample": Opt("transposed", "generator upsampling: transposed convs, or nearest + 3x3 "
+                                  "conv (no checkerboard artifacts)",
+                    ("transposed", "nearest")),
+    "norm": Opt("batch", "generator normalisation", ("batch", "instance")),
 }
 
 MODELS: dict[str, ModelSpec] = {

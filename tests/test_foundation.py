@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from gancli import data
+from gancli import data, registry
 from gancli.nets.dcgan import Discriminator, Generator, build, plan
 from tests.conftest import TINY
 
@@ -24,6 +24,14 @@ def test_dcgan_shapes(size, channels):
     assert d(x).shape == (3, 1)
 
 
+@pytest.mark.parametrize("norm", ["batch", "instance"])
+def test_nearest_upsampling_generator(norm):
+    g = Generator(nz=10, channels=3, image_size=64, ngf=4, upsample="nearest", norm=norm)
+    assert g(torch.randn(2, 10)).shape == (2, 3, 64, 64)
+    kinds = {type(m).__name__ for m in g.modules()}
+    assert "Upsample" in kinds and ("InstanceNorm2d" in kinds) == (norm == "instance")
+
+
 def test_dcgan_conditional_inputs():
     g = Generator(nz=10, channels=1, image_size=28, ngf=4, num_classes=10)
     d = Discriminator(channels=1, image_size=28, ndf=4, outputs=11, num_classes=10)
@@ -32,7 +40,7 @@ def test_dcgan_conditional_inputs():
 
 
 def test_dcgan_init_follows_the_paper():
-    nets = build({"nz": 100, "ngf": 64, "ndf": 64, "image_size": 64}, {"channels": 3})
+    nets = build(registry.get("dcgan").config({"image_size": 64}), {"channels": 3})
     conv = nets["G"].main[0].weight
     assert abs(conv.std().item() - 0.02) < 0.002 and abs(conv.mean().item()) < 0.002
     bn = nets["D"].features[3]

@@ -31,14 +31,29 @@ def init_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
+def upsample2x(cin: int, cout: int, mode: str) -> nn.Module:
+    """Double the resolution: a 4x4 stride-2 transposed conv, or nearest upsampling + 3x3
+    conv, which avoids the transposed conv's checkerboard artifacts (Odena et al. 2016)."""
+    if mode == "transposed":
+        return nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False)
+    return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
+                         nn.Conv2d(cin, cout, 3, 1, 1, bias=False))
+
+
+def norm2d(channels: int, kind: str) -> nn.Module:
+    return nn.BatchNorm2d(channels) if kind == "batch" else nn.InstanceNorm2d(channels,
+                                                                              affine=True)
+
+
 class Generator(nn.Module):
-    """z (N, nz) -> image (N, C, S, S) in [-1, 1] through transposed convs, BN and ReLU.
+    """z (N, nz) -> image (N, C, S, S) in [-1, 1] through upsampling convs, norm and ReLU.
 
     With `num_classes`, a learned label embedding is concatenated to z (conditional DCGAN).
     """
 
     def __init__(self, nz: int, channels: int, image_size: int, ngf: int = 64,
-                 num_classes: int = 0) -> None:
+                 num_classes: int = 0, upsample: str = "transposed",
+                 norm: str = "batch") -> None:
         super().__init__()
         base, k = plan(image_size)
         self.nz, self.num_classes = nz, num_classes
@@ -46,13 +61,13 @@ class Generator(nn.Module):
         width = ngf * 2 ** (k - 1)
         layers: list[nn.Module] = [
             nn.ConvTranspose2d(nz + num_classes, width, base, 1, 0, bias=False),
-            nn.BatchNorm2d(width), nn.ReLU(True),
+            norm2d(width, norm), nn.ReLU(True),
         ]
         for _ in range(k - 1):
-            layers += [nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=False),
-                       nn.BatchNorm2d(width // 2), nn.ReLU(True)]
+            layers += [upsample2x(width, width // 2, upsample), norm2d(width // 2, norm),
+                       nn.ReLU(True)]
             width //= 2
-        layers += [nn.ConvTranspose2d(width, channels, 4, 2, 1, bias=False), nn.Tanh()]
+        layers += [upsample2x(width, channels, upsample), nn.Tanh()]
         self.main = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -91,7 +106,8 @@ class Discriminator(nn.Module):
 
 def build(cfg: dict, info: dict) -> dict[str, nn.Module]:
     """DCGAN pair for the dataset's channels and the configured image size."""
-    g = Generator(cfg["nz"], info["channels"], cfg["image_size"], cfg["ngf"])
+    g = Generator(cfg["nz"], info["channels"], cfg["image_size"], cfg["ngf"],
+                  upsample=cfg["upsample"], norm=cfg["norm"])
     d = Discriminator(info["channels"], cfg["image_size"], cfg["ndf"])
     for net in (g, d):
         net.apply(init_weights)
