@@ -101,3 +101,19 @@ def test_slerp_endpoints_and_norm():
     mid = path[:, 3].norm(dim=1)
     lerp_mid = ((a + b) / 2).norm(dim=1)
     assert (mid > lerp_mid).all()  # stays near the shell, unlike a straight line
+
+
+def test_spectral_norm_bounds_the_largest_singular_value():
+    from gancli.nets.dcgan import Discriminator
+    from gancli.nets.spectral import apply_spectral_norm
+
+    torch.manual_seed(0)
+    d = apply_spectral_norm(Discriminator(channels=1, image_size=16, ndf=8))
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in d.modules())
+    for _ in range(20):  # power iterations run in training-mode forwards
+        d(torch.randn(4, 1, 16, 16))
+    conv = d.features[2]
+    sigma = torch.linalg.matrix_norm(conv.weight.flatten(1), ord=2)
+    assert abs(sigma.item() - 1) < 0.05
+    with pytest.raises(GancliError, match="no conv or linear"):
+        apply_spectral_norm(nn.Sequential(nn.ReLU()))
