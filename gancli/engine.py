@@ -270,6 +270,7 @@ def fit(trainer: Trainer, batches: data.Batches, run: Run, cfg: dict, state: Run
                                              completed=state.step_in_epoch, status="")
                     for batch in batches.epoch(state.epoch, state.step_in_epoch):
                         out = trainer.train_step(batch)
+                        trainer.after_step()
                         for k in keys:
                             sums[k] += out[k]
                         history.append(torch.stack([out[k] for k in trainer.curves]))

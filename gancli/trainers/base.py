@@ -9,7 +9,10 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from gancli.augment import diffaugment, parse_policy
+from gancli.ema import ema_update, make_ema
 from gancli.errors import GancliError
+from gancli.nets.spectral import apply_spectral_norm
 from gancli.registry import ModelSpec
 
 
@@ -38,13 +41,35 @@ class Trainer(ABC):
     metrics: dict[str, str] = {}
     # metric keys drawn per step in loss_curves.png
     curves: tuple[str, ...] = ()
+    # nets that judge images (--spectral-norm) and nets that make them (--ema)
+    discriminators: tuple[str, ...] = ("D",)
+    generators: tuple[str, ...] = ("G",)
 
     def __init__(self, spec: ModelSpec, cfg: dict, info: dict, device: torch.device) -> None:
         self.spec, self.cfg, self.info, self.device = spec, cfg, info, device
-        self.nets: dict[str, nn.Module] = {
-            k: v.to(device) for k, v in spec.build_nets(cfg, info).items()
-        }
+        nets = spec.build_nets(cfg, info)
+        if cfg.get("spectral_norm"):
+            for name in self.discriminators:
+                apply_spectral_norm(nets[name])
+        if cfg.get("ema"):
+            nets.update({f"{name}_ema": make_ema(nets[name]) for name in self.generators})
+        self.nets: dict[str, nn.Module] = {k: v.to(device) for k, v in nets.items()}
+        self.diffaug_policy = parse_policy(cfg.get("diffaug") or "")
         self.opts: dict[str, torch.optim.Optimizer] = self.make_optimizers()
+
+    def diffaug(self, x: torch.Tensor) -> torch.Tensor:
+        """DiffAugment (--diffaug) for every image a discriminator sees, real or fake."""
+        return diffaugment(x, self.diffaug_policy) if self.diffaug_policy else x
+
+    def after_step(self) -> None:
+        """Called by the engine after each train_step: moves the EMA copies (--ema)."""
+        if self.cfg.get("ema"):
+            for name in self.generators:
+                ema_update(self.nets[f"{name}_ema"], self.nets[name], self.cfg["ema"])
+
+    def sampler(self, name: str = "G") -> nn.Module:
+        """The network to sample from: its EMA copy when --ema is on."""
+        return self.nets.get(f"{name}_ema", self.nets[name])
 
     @abstractmethod
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
