@@ -7,7 +7,7 @@ training loop: on a 2-core laptop per-sample transforms would cost more than the
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,7 +222,8 @@ class Batches:
     """
 
     def __init__(self, tensors: dict[str, torch.Tensor], batch_size: int, seed: int,
-                 device: torch.device, drop_last: bool = True) -> None:
+                 device: torch.device, drop_last: bool = True,
+                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         n = len(next(iter(tensors.values())))
         if n == 0:
             raise GancliError("the dataset holds no images")
@@ -230,6 +231,7 @@ class Batches:
         self.batch_size = min(batch_size, n)
         self.seed = seed
         self.drop_last = drop_last
+        self.transform = transform
         self.tensors = {k: v.to(device) for k, v in tensors.items()}
 
     def __len__(self) -> int:
@@ -245,5 +247,16 @@ class Batches:
         device = next(iter(self.tensors.values())).device
         for i in range(skip, len(self)):
             idx = perm[i * self.batch_size:(i + 1) * self.batch_size].to(device)
-            yield {k: (to_float(v[idx]) if v.dtype == torch.uint8 else v[idx])
-                   for k, v in self.tensors.items()}
+            batch = {k: (to_float(v[idx]) if v.dtype == torch.uint8 else v[idx])
+                     for k, v in self.tensors.items()}
+            yield jointly(batch, self.transform) if self.transform else batch
+
+
+def jointly(batch: dict[str, torch.Tensor],
+            transform: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Apply one random transform to all image tensors of a batch at once (stacked along
+    channels), so the two images of a pix2pix pair get the same crop and flip."""
+    keys = [k for k, v in batch.items() if v.is_floating_point() and v.ndim == 4]
+    sizes = [batch[k].shape[1] for k in keys]
+    out = transform(torch.cat([batch[k] for k in keys], dim=1))
+    return {**batch, **dict(zip(keys, out.split(sizes, dim=1), strict=True))}

@@ -20,11 +20,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from gancli import checkpoint, data, registry, viz
+from gancli import augment, checkpoint, data, registry, viz
 from gancli.errors import GancliError
 from gancli.trainers.base import Trainer
 
 console = Console(stderr=True)
+
+# --augment: applied to real batches on the device ("basic" is the resize + scaling that
+# loading always does)
+AUGMENTS = {"none": None, "basic": None, "deluxe": augment.deluxe}
 
 # Options that may change when a run is resumed; everything else comes from the checkpoint.
 RESUMABLE = ("epochs", "max_steps", "save_every_steps")
@@ -166,7 +170,8 @@ def train(model: str, overrides: dict, *, name: str | None = None, resume: str |
     tensors = {"image": images.images}
     if images.labels is not None:
         tensors["label"] = images.labels
-    batches = data.Batches(tensors, cfg["batch_size"], cfg["seed"], dev)
+    augment = AUGMENTS[cfg.get("augment") or "none"]
+    batches = data.Batches(tensors, cfg["batch_size"], cfg["seed"], dev, transform=augment)
 
     state = RunState()
     if ckpt is not None:

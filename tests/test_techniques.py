@@ -117,3 +117,15 @@ def test_spectral_norm_bounds_the_largest_singular_value():
     assert abs(sigma.item() - 1) < 0.05
     with pytest.raises(GancliError, match="no conv or linear"):
         apply_spectral_norm(nn.Sequential(nn.ReLU()))
+
+
+def test_joint_transform_gives_both_images_of_a_pair_the_same_jitter():
+    from gancli.data import Batches
+
+    torch.manual_seed(0)
+    a = (torch.rand(6, 3, 16, 16) * 255).to(torch.uint8)
+    b = Batches({"A": a, "B": a.clone()}, 6, 0, torch.device("cpu"), transform=augment.deluxe)
+    out = next(b.epoch(0))
+    assert torch.equal(out["A"], out["B"])
+    plain = next(Batches({"A": a}, 6, 0, torch.device("cpu")).epoch(0))["A"]
+    assert not torch.allclose(out["A"], plain)
