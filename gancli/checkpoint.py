@@ -67,6 +67,18 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
     return ckpt
 
 
+def export(ckpt: dict[str, Any], keep: list[str], half: bool = True) -> dict[str, Any]:
+    """A small, sample-only copy: just the `keep` networks, optionally in fp16, no optimizers.
+
+    Such a file is for `sample`, `translate`, `fid` and `inspect`; it cannot be resumed.
+    """
+    nets = {k: {n: (t.half() if half and t.is_floating_point() else t) for n, t in sd.items()}
+            for k, sd in ckpt["nets"].items() if k in keep}
+    drop = {"format", "version", "nets", "opts", "rng", "path"}
+    return {**{k: v for k, v in ckpt.items() if k not in drop}, "nets": nets, "opts": {},
+            "exported": True}
+
+
 def newest_run(model: str, root: Path) -> Path:
     """The run of `model` under `root` whose checkpoint was written last."""
     found = sorted((root / model).glob(f"*/{FILENAME}"), key=lambda p: p.stat().st_mtime)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import math
 from pathlib import Path
 from typing import Annotated
 
@@ -162,7 +161,7 @@ def sample(
         labels = torch.full((n,), index, dtype=torch.long)
     images = trainer.generate(n, generator=torch.Generator().manual_seed(seed), labels=labels,
                               **extra)
-    viz.save_grid(images, out, nrow=math.ceil(math.sqrt(n)))
+    viz.save_grid(images, out, nrow=trainer.sample_nrow(n, labels))
     if out_dir:
         for i, image in enumerate(images):
             viz.save_png(viz.grid(image[None], nrow=1, pad=0), out_dir / f"{i:05d}.png")
@@ -189,6 +188,20 @@ def inspect(
                                           **model_options(target, ctx)})
     else:
         inspection.inspect_run(target, checkpoints_dir)
+
+
+@app.command()
+@friendly
+def export(
+    target: Annotated[str, typer.Argument(help="Run folder, run name, checkpoint or model.")],
+    out: Annotated[Path, typer.Argument(help="Folder to write the exported run into.")],
+    fp32: Annotated[bool, typer.Option(help="Keep fp32 weights (default: fp16, half the "
+                                            "size).")] = False,
+) -> None:
+    """Write a small sample-only copy of a run: generator weights, config, grids."""
+    from gancli import engine
+
+    engine.export_run(target, out, half=not fp32)
 
 
 def class_index(wanted: str, conditional: bool, classes: list[str], model: str) -> int:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -58,14 +60,17 @@ def pick_device(name: str = "auto") -> torch.device:
 
 @dataclass
 class RunState:
-    """Where a run stands: whole epochs done, optimizer steps done, steps into this epoch."""
+    """Where a run stands (epochs, steps, steps into this epoch) and how it got there."""
 
     epoch: int = 0
     step: int = 0
     step_in_epoch: int = 0
+    seconds: float = 0.0  # training wall time over all invocations
+    commands: list[str] = field(default_factory=list)  # every command that trained this run
 
-    def as_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "step": self.step, "step_in_epoch": self.step_in_epoch}
+    def as_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "step": self.step, "step_in_epoch": self.step_in_epoch,
+                "seconds": self.seconds, "commands": list(self.commands)}
 
 
 @dataclass
@@ -126,6 +131,31 @@ def restore(target: str, device: torch.device, root: Path | None = None,
     return trainer, ckpt
 
 
+def export_run(target: str, out: Path, half: bool = True, root: Path | None = None) -> None:
+    """Copy a run as generator-only (fp16) weights plus its config, logs and pictures."""
+    import shutil
+
+    trainer, ckpt = restore(target, torch.device("cpu"), root)
+    keep = [k for k in trainer.nets if k not in trainer.discriminators]
+    src: Path = ckpt["path"].parent
+    out = Path(out)
+    if out.resolve() == src.resolve():
+        raise GancliError("export into a folder other than the run itself")
+    slim = checkpoint.export(ckpt, keep, half)
+    slim["state"] = {**slim["state"], "commands": [*slim["state"].get("commands", []),
+                                                   shlex.join(["gancli", *sys.argv[1:]])]}
+    checkpoint.save(out / checkpoint.FILENAME, slim)
+    for name in ("config.json", "metrics.jsonl", "losses.csv", "loss_curves.png",
+                 "real_vs_fake.png", "samples"):
+        if (src / name).is_dir():
+            shutil.copytree(src / name, out / name, dirs_exist_ok=True)
+        elif (src / name).exists():
+            shutil.copy2(src / name, out / name)
+    size = (out / checkpoint.FILENAME).stat().st_size / 1e6
+    console.print(f"exported {', '.join(keep)} ({'fp16' if half else 'fp32'}, {size:.1f} MB) "
+                  f"-> {out}")
+
+
 def _prepare_run(model: str, overrides: dict, name: str | None, resume: str | None,
                  root: Path) -> tuple[dict, Run, dict | None]:
     if resume:
@@ -134,6 +164,9 @@ def _prepare_run(model: str, overrides: dict, name: str | None, resume: str | No
         cfg = dict(ckpt["config"])
         if cfg["model"] != model:
             raise GancliError(f"--resume {resume} is a {cfg['model']} run, not {model}")
+        if ckpt.get("exported"):
+            raise GancliError(f"{path} is an exported (sample-only) checkpoint without "
+                              "optimizer state; resume from the original run instead")
         cfg.update({k: overrides[k] for k in RESUMABLE if overrides.get(k) is not None})
         cfg["max_steps"] = overrides.get("max_steps")  # a stop condition for one invocation
         return cfg, Run(path.parent), ckpt
@@ -179,8 +212,9 @@ def train(model: str, overrides: dict, *, name: str | None = None, resume: str |
         state = RunState(**ckpt["state"])
         set_rng_state(ckpt["rng"])
         _truncate_logs(run, state.step)
-    checkpoint.atomic_write(run.dir / "config.json",
-                            json.dumps({**cfg, "info": trainer.info}, indent=2).encode())
+    state.commands.append(shlex.join(["gancli", *sys.argv[1:]]))
+    checkpoint.atomic_write(run.dir / "config.json", json.dumps(
+        {**cfg, "info": trainer.info, "commands": state.commands}, indent=2).encode())
     console.print(f"[bold]{cfg['model']}[/] on {cfg['dataset']} ({trainer.info['num_images']} "
                   f"images, {cfg['image_size']}px) on {dev} -> {run.dir}"
                   + (f"  [dim](resumed at epoch {state.epoch}, step {state.step})[/]"
@@ -303,6 +337,7 @@ def fit(trainer: Trainer, batches: data.Batches, run: Run, cfg: dict, state: Run
                 state.epoch += 1
                 state.step_in_epoch = 0
             seconds = time.perf_counter() - start
+            state.seconds += seconds
             row = {"epoch": epoch_no, "step": state.step,
                    "complete": state.step_in_epoch == 0,
                    **_means(sums, max(steps_here, 1)),

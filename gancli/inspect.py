@@ -84,6 +84,12 @@ def inspect_run(target: str, root: Path | None = None) -> None:
     table.add_row("trained", f"{state['epoch']} epochs, {state['step']} steps"
                              + (f" (+{state['step_in_epoch']} into the next)"
                                 if state["step_in_epoch"] else ""))
+    if state.get("commands"):
+        table.add_row("wall time", f"{state['seconds']:.0f} s of training")
+        table.add_row("commands", "\n".join(state["commands"]))
+    if ckpt.get("exported"):
+        table.add_row("weights", f"exported: {', '.join(ckpt['nets'])} only (sample-only "
+                                 "copy; the other networks are untrained)")
     metrics = path.parent / "metrics.jsonl"
     if metrics.exists() and metrics.read_text().strip():
         last = json.loads(metrics.read_text().strip().splitlines()[-1])

@@ -79,7 +79,9 @@ def test_resume_continues_exactly(cli, folder, tmp_path):
     a, b = weights(runs / "straight"), weights(runs / "split")
     assert all(torch.equal(a[k], b[k]) for k in a)
     ckpt = checkpoint.load(runs / "split" / "checkpoint.pt")
-    assert ckpt["state"] == {"epoch": 4, "step": 12, "step_in_epoch": 0}
+    state = ckpt["state"]
+    assert (state["epoch"], state["step"], state["step_in_epoch"]) == (4, 12, 0)
+    assert len(state["commands"]) == 2 and state["seconds"] > 0
     assert ckpt["opts"]["G"]["state"]  # Adam moments travel with the checkpoint
     rows = [json.loads(x) for x in (runs / "split" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
@@ -166,3 +168,36 @@ def test_restore_rebuilds_from_the_checkpoint_alone(cli, folder, tmp_path):
     assert trainer.cfg["ngf"] == 8 and trainer.info["num_classes"] == 2
     out = trainer.generate(3, generator=torch.Generator().manual_seed(0))
     assert out.shape == (3, 3, 16, 16) and out.min() >= -1 and out.max() <= 1
+
+
+def test_export_is_small_samples_and_refuses_resume(cli, folder, tmp_path):
+    assert train_tiny(cli, folder, "r", "--max-steps", "2").exit_code == 0
+    run = tmp_path / "checkpoints" / "dcgan" / "r"
+    out = tmp_path / "shipped"
+    result = cli("export", run, out)
+    assert result.exit_code == 0, result.output
+    ckpt = checkpoint.load(out / "checkpoint.pt")
+    assert list(ckpt["nets"]) == ["G"] and not ckpt["opts"]
+    assert all(t.dtype == torch.float16 for t in ckpt["nets"]["G"].values() if t.is_floating_point())
+    assert (out / "config.json").exists() and (out / "samples" / "epoch_001.png").exists()
+    full = weights(run)
+    trainer, _ = engine.restore(str(out), torch.device("cpu"))
+    w = trainer.nets["G"].main[0].weight
+    assert torch.allclose(w, full["G.main.0.weight"], atol=1e-3) and w.dtype == torch.float32
+    assert cli("sample", out, "--n", "4", "--out", tmp_path / "s.png").exit_code == 0
+    result = cli("train", "dcgan", "--resume", out)
+    assert result.exit_code == 2 and "exported" in result.stderr
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints"
+
+
+@pytest.mark.parametrize("model", ["dcgan"])
+def test_shipped_pretrained_runs_load_and_sample(model):
+    trainer, ckpt = engine.restore(str(SHIPPED / model / "pretrained-mnist"), torch.device("cpu"))
+    assert ckpt["exported"] and ckpt["info"]["dataset"] == "mnist"
+    assert (SHIPPED / model / "pretrained-mnist" / "checkpoint.pt").stat().st_size < 5e6
+    assert ckpt["state"]["commands"] and ckpt["state"]["seconds"] > 0
+    images = trainer.generate(8, generator=torch.Generator().manual_seed(0))
+    assert images.shape == (8, 1, 28, 28) and images.min() >= -1 and images.max() <= 1
+    assert images.std() > 0.3  # digits on black, not a flat image

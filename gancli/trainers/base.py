@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -102,6 +103,11 @@ class Trainer(ABC):
         """n new images in [-1, 1]; `options` are the spec's sample_options."""
         raise GancliError(f"{self.spec.name} does not generate images from noise")
 
+    def sample_nrow(self, n: int, labels: torch.Tensor | None) -> int:
+        """Row length of `sample`'s grid of n images: as square as possible unless a recipe
+        lays its samples out in meaningful rows (e.g. one per class)."""
+        return math.ceil(math.sqrt(n))
+
     def translate(self, images: torch.Tensor, **options) -> tuple[torch.Tensor, dict]:
         """Map input images in [-1, 1] to outputs; `options` are the spec's translate_options.
 
@@ -120,8 +126,11 @@ class Trainer(ABC):
         }
 
     def load_state_dict(self, state: dict, optimizers: bool = True) -> None:
+        """Load weights (and optimizer state); an exported checkpoint holds only the
+        networks that sample, so the others keep their fresh initialisation."""
         for k, net in self.nets.items():
-            net.load_state_dict(state["nets"][k])
+            if k in state["nets"] or not state.get("exported"):
+                net.load_state_dict(state["nets"][k])
         if optimizers:
             for k, opt in self.opts.items():
                 opt.load_state_dict(state["opts"][k])
