@@ -178,7 +178,8 @@ def test_export_is_small_samples_and_refuses_resume(cli, folder, tmp_path):
     assert result.exit_code == 0, result.output
     ckpt = checkpoint.load(out / "checkpoint.pt")
     assert list(ckpt["nets"]) == ["G"] and not ckpt["opts"]
-    assert all(t.dtype == torch.float16 for t in ckpt["nets"]["G"].values() if t.is_floating_point())
+    floats = [t for t in ckpt["nets"]["G"].values() if t.is_floating_point()]
+    assert all(t.dtype == torch.float16 for t in floats)
     assert (out / "config.json").exists() and (out / "samples" / "epoch_001.png").exists()
     full = weights(run)
     trainer, _ = engine.restore(str(out), torch.device("cpu"))
