@@ -74,8 +74,8 @@ def export(ckpt: dict[str, Any], keep: list[str], half: bool = True) -> dict[str
     """
     nets = {k: {n: (t.half() if half and t.is_floating_point() else t) for n, t in sd.items()}
             for k, sd in ckpt["nets"].items() if k in keep}
-    drop = {"format", "version", "nets", "opts", "rng", "path"}
-    return {**{k: v for k, v in ckpt.items() if k not in drop}, "nets": nets, "opts": {},
+    # Only what sampling needs: recipes' training state (fake pools, step counters) stays out.
+    return {**{k: ckpt[k] for k in ("config", "info", "state")}, "nets": nets, "opts": {},
             "exported": True}
 
 

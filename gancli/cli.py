@@ -57,7 +57,8 @@ def _root(
 # Options shared by several commands, declared once.
 Dataset = Annotated[str | None, typer.Option(
     "--dataset", "-d",
-    help="mnist, fashion-mnist, cifar10, mnist-mini (embedded, offline) or folder:PATH.")]
+    help="mnist, fashion-mnist, cifar10, mnist-mini (embedded, offline), facades, "
+         "grumpy_cats, apple2orange (image-to-image, under --data-root) or folder:PATH.")]
 DataRoot = Annotated[Path | None, typer.Option(
     help="Where torchvision datasets are (or get downloaded). Default: $GANCLI_DATA or "
          "~/.cache/gancli/data.")]
@@ -99,6 +100,14 @@ def train(
                     "budgets).")] = None,
     save_every_steps: Annotated[int | None, typer.Option(
         min=1, help="Also checkpoint every N steps (always at each epoch's end).")] = None,
+    fid_every: Annotated[int | None, typer.Option(
+        min=1, help="Compute FID every N epochs (and at the last): logged, shown in the "
+                    "epoch table, best checkpoint kept as best.pt.")] = None,
+    fid_samples: Annotated[int | None, typer.Option(
+        min=2, help="Samples (and real images) per FID evaluation. Default 2000.")] = None,
+    features: Annotated[str | None, typer.Option(
+        help="FID features during training: inception (pytorch-fid) or classifier "
+             "(reference CNN, offline). Default inception.")] = None,
     name: Annotated[str | None, typer.Option(help="Run name. Default: a timestamp.")] = None,
     resume: Annotated[str | None, typer.Option(
         help="Continue a run (folder, checkpoint or model name for its newest run) "
@@ -115,6 +124,7 @@ def train(
         "dataset": dataset, "data_root": str(data_root) if data_root else None,
         "image_size": image_size, "epochs": epochs, "batch_size": batch_size, "seed": seed,
         "max_steps": max_steps, "save_every_steps": save_every_steps,
+        "fid_every": fid_every, "fid_samples": fid_samples, "fid_features": features,
         **model_options(model, ctx),
     }
     code = engine.train(model, overrides, name=name, resume=resume, device=device,
@@ -162,6 +172,10 @@ def sample(
     images = trainer.generate(n, generator=torch.Generator().manual_seed(seed), labels=labels,
                               **extra)
     viz.save_grid(images, out, nrow=trainer.sample_nrow(n, labels))
+    for suffix, (extra_images, nrow) in trainer.extra_grids().items():
+        extra_path = out.with_name(f"{out.stem}_{suffix}.png")
+        viz.save_grid(extra_images, extra_path, nrow=nrow)
+        err.print(f"{suffix} -> {extra_path}")
     if out_dir:
         for i, image in enumerate(images):
             viz.save_png(viz.grid(image[None], nrow=1, pad=0), out_dir / f"{i:05d}.png")
@@ -188,6 +202,80 @@ def inspect(
                                           **model_options(target, ctx)})
     else:
         inspection.inspect_run(target, checkpoints_dir)
+
+
+TRANSLATE_EPILOG = "Model options of translate:\n\n" + "\n\n".join(
+    f"{name}: {spec.describe_options(spec.translate_options)}"
+    for name, spec in registry.MODELS.items() if spec.translate_options) + "\n"
+
+
+@app.command(context_settings=MODEL_OPTIONS, epilog=TRANSLATE_EPILOG)
+@friendly
+def translate(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="Model that translates: "
+                                              + ", ".join(name for name, spec in
+                                                          registry.MODELS.items()
+                                                          if spec.translate_options) + ".")],
+    input_dir: Annotated[Path, typer.Argument(help="Folder of images (searched recursively).")],
+    checkpoint: Annotated[str | None, typer.Option(
+        help="Run folder, run name or checkpoint. Default: the model's newest run.")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the outputs (same "
+                                                          "relative names).")] = Path(
+        "translated"),
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 16,
+    device: Device = "auto",
+    checkpoints_dir: Checkpoints = None,
+) -> None:
+    """Translate every image in a folder with a trained model; A|B pairs are also scored."""
+    from gancli import engine
+    from gancli.translate import translate_folder
+
+    registry.get(model)
+    trainer, _ = engine.restore(checkpoint or model, engine.pick_device(device),
+                                checkpoints_dir, model=model)
+    options = trainer.spec.parse_options(list(ctx.args), trainer.spec.translate_options)
+    translate_folder(trainer, input_dir, out, options, batch_size)
+
+
+@app.command()
+@friendly
+def fid(
+    a: Annotated[str | None, typer.Argument(
+        help="Folder of images, statistics .npz, dataset (mnist, cifar10:test, folder:PATH) "
+             "or run/checkpoint (sampled). Alone, a run is compared with its dataset; "
+             "omitted, the newest run is.")] = None,
+    b: Annotated[str | None, typer.Argument(help="The other side, same kinds.")] = None,
+    n: Annotated[int, typer.Option("--n", "-n", min=2, help="Samples drawn from a run; at "
+                                                            "most this many from data.")] = 10_000,
+    features: Annotated[str, typer.Option(
+        help="inception (pytorch-fid, comparable with papers) or classifier (the reference "
+             "CNN's penultimate layer; offline).")] = "inception",
+    dims: Annotated[int, typer.Option(help="Inception features: 64, 192, 768 or "
+                                           "2048.")] = 2048,
+    inception_weights: Annotated[Path | None, typer.Option(
+        help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth, for offline use. Default: "
+             "the torch hub cache, else downloaded.")] = None,
+    classifier: Annotated[str | None, typer.Option(
+        help="Classifier run for --features classifier and class accuracy. Default: one "
+             "trained on the same dataset, or the shipped MNIST one.")] = None,
+    save_stats: Annotated[Path | None, typer.Option(
+        help="Write the statistics of B (or of the only side) as a pytorch-fid .npz.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 50,
+    seed: Annotated[int, typer.Option(help="Seed for the samples' noise.")] = 0,
+    data_root: DataRoot = None,
+    device: Device = "auto",
+    checkpoints_dir: Checkpoints = None,
+) -> None:
+    """Fréchet distance between two image sets (runs are sampled); per-class accuracy for
+    conditional runs."""
+    from gancli import engine, evaluate
+
+    opts = evaluate.Options(n=n, batch_size=batch_size, device=engine.pick_device(device),
+                            dims=dims, features=features, inception_weights=inception_weights,
+                            classifier=classifier, data_root=data_root, seed=seed,
+                            root=checkpoints_dir)
+    evaluate.fid(a, b, opts, save_stats)
 
 
 @app.command()

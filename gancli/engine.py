@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from gancli import augment, checkpoint, data, registry, viz
+from gancli import augment, checkpoint, data, pairs, registry, viz
 from gancli.errors import GancliError
 from gancli.trainers.base import Trainer
 
@@ -96,6 +96,34 @@ class Run:
         return self.dir / "samples" / f"epoch_{epoch:03d}.png"
 
 
+class EpochHook:
+    """Work between epochs (held-out accuracy, FID every N epochs). Its values join the
+    epoch's row, so they reach metrics.jsonl and the epoch table like the losses do."""
+
+    columns: dict[str, str] = {}  # row key -> epoch table title
+
+    def after_epoch(self, trainer: Trainer, row: dict) -> dict[str, float]:
+        """Values for this epoch's row; none when there is nothing to measure this epoch."""
+        return {}
+
+    def after_save(self, run: Run, row: dict) -> None:
+        """The epoch's checkpoint is written (e.g. keep a copy of the best one)."""
+
+    def finish(self, run: Run) -> None:
+        """Training stopped (e.g. summarise the values over all epochs)."""
+
+
+def epoch_hooks(cfg: dict, trainer: Trainer) -> list[EpochHook]:
+    """The recipe's own hooks, and FID every N epochs when --fid-every asks for it (built
+    before training, so a missing feature extractor fails at once)."""
+    hooks = list(trainer.epoch_hooks())
+    if cfg.get("fid_every"):
+        from gancli.evaluate import TrainingFID
+
+        hooks.append(TrainingFID(cfg, trainer))
+    return hooks
+
+
 def rng_state() -> dict[str, Any]:
     state: dict[str, Any] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -115,6 +143,25 @@ def build_trainer(cfg: dict, info: dict, device: torch.device) -> Trainer:
     # Options added to gancli after a checkpoint was written take their defaults.
     cfg = {**spec.config({}), **cfg}
     return spec.trainer_class()(spec, cfg, info, device)
+
+
+def describe_data(spec: registry.ModelSpec, cfg: dict) -> dict:
+    """Dataset facts (channels, size, classes) without decoding: nets are built first."""
+    if spec.data == "images":
+        return data.describe(cfg["dataset"], cfg["image_size"])
+    return pairs.describe(cfg, paired=spec.data == "paired")
+
+
+def load_data(spec: registry.ModelSpec, cfg: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """The whole dataset as tensors for `Batches` ({"image", "label"} or {"A", "B"}) and
+    its info, by the spec's kind of data."""
+    if spec.data != "images":
+        return pairs.load(cfg, paired=spec.data == "paired")
+    images = data.load(cfg["dataset"], Path(cfg["data_root"]), cfg["image_size"])
+    tensors = {"image": images.images}
+    if images.labels is not None:
+        tensors["label"] = images.labels
+    return tensors, images.info(cfg["dataset"])
 
 
 def restore(target: str, device: torch.device, root: Path | None = None,
@@ -195,16 +242,15 @@ def train(model: str, overrides: dict, *, name: str | None = None, resume: str |
     if cfg.get("data_root") is None:
         cfg["data_root"] = str(data.default_root())
     torch.manual_seed(cfg["seed"])
-    info = data.describe(cfg["dataset"], cfg["image_size"])
+    spec = registry.get(cfg["model"])
+    info = describe_data(spec, cfg)
     cfg["image_size"] = info["image_size"]
     trainer = build_trainer(cfg, info, dev)  # validates the size before loading any data
-    images = data.load(cfg["dataset"], Path(cfg["data_root"]), cfg["image_size"])
-    trainer.info = images.info(cfg["dataset"])
-    tensors = {"image": images.images}
-    if images.labels is not None:
-        tensors["label"] = images.labels
+    tensors, trainer.info = load_data(spec, cfg)
+    trainer.use_data(tensors)
     augment = AUGMENTS[cfg.get("augment") or "none"]
-    batches = data.Batches(tensors, cfg["batch_size"], cfg["seed"], dev, transform=augment)
+    batches = data.Batches(tensors, cfg["batch_size"], cfg["seed"], dev,
+                           transform=trainer.batch_transform() or augment)
 
     state = RunState()
     if ckpt is not None:
@@ -219,7 +265,7 @@ def train(model: str, overrides: dict, *, name: str | None = None, resume: str |
                   f"images, {cfg['image_size']}px) on {dev} -> {run.dir}"
                   + (f"  [dim](resumed at epoch {state.epoch}, step {state.step})[/]"
                      if ckpt else ""))
-    return fit(trainer, batches, run, cfg, state)
+    return fit(trainer, batches, run, cfg, state, epoch_hooks(cfg, trainer))
 
 
 def _truncate_logs(run: Run, step: int) -> None:
@@ -260,25 +306,31 @@ class _Interrupt:
             signal.signal(signal.SIGINT, self.previous)
 
 
-def _epoch_table(trainer: Trainer, header: bool) -> Table:
+def _epoch_table(trainer: Trainer, header: bool, columns: dict[str, str]) -> Table:
     table = Table(show_header=header, box=None, pad_edge=False)
     table.add_column("epoch", justify="right", width=7)
     table.add_column("step", justify="right", width=8)
-    for title in trainer.metrics.values():
+    for title in [*trainer.metrics.values(), *columns.values()]:
         table.add_column(title, justify="right", width=max(9, len(title)))
     table.add_column("img/s", justify="right", width=8)
     table.add_column("sec", justify="right", width=7)
     return table
 
 
-def fit(trainer: Trainer, batches: data.Batches, run: Run, cfg: dict, state: RunState) -> int:
+def fit(trainer: Trainer, batches: data.Batches, run: Run, cfg: dict, state: RunState,
+        hooks: list[EpochHook] | None = None) -> int:
     """Train until `epochs` (or `max_steps`) are done, Ctrl-C, or a loss diverges."""
+    hooks = hooks or []
+    columns = {k: title for hook in hooks for k, title in hook.columns.items()}
+    rng_devices = [trainer.device] if trainer.device.type == "cuda" else []
     epochs, max_steps = cfg["epochs"], cfg["max_steps"]
     save_every = cfg["save_every_steps"]
     per_epoch = len(batches)
     log_every = max(1, min(25, per_epoch // 20))
     keys = list(trainer.metrics)
-    real = next(batches.epoch(0)) if per_epoch else None
+    with torch.random.fork_rng(devices=[trainer.device] if trainer.device.type == "cuda"
+                               else []):  # a random transform must not move training's RNG
+        real = next(batches.epoch(0)) if per_epoch else None
     first_row = True
     trainer.train(True)
 
@@ -343,15 +395,23 @@ def fit(trainer: Trainer, batches: data.Batches, run: Run, cfg: dict, state: Run
                    **_means(sums, max(steps_here, 1)),
                    "images_per_s": images_here / seconds if seconds else 0.0,
                    "seconds": seconds}
+            with torch.random.fork_rng(devices=rng_devices):  # hooks never move training's RNG
+                for hook in hooks:
+                    row.update(hook.after_epoch(trainer, row))
             _log_epoch(trainer, run, row, history, real)
             save()
-            table = _epoch_table(trainer, first_row)
+            for hook in hooks:
+                hook.after_save(run, row)
+            table = _epoch_table(trainer, first_row, columns)
             table.add_row(str(epoch_no) + ("" if row["complete"] else "*"), str(state.step),
                           *(f"{row[k]:.4f}" for k in keys),
+                          *(f"{row[k]:.4f}" if k in row else "-" for k in columns),
                           f"{row['images_per_s']:.0f}", f"{seconds:.1f}")
             console.print(table)
             first_row = False
 
+    for hook in hooks:
+        hook.finish(run)
     if interrupt.requested and not done():
         console.print(f"[yellow]Interrupted at epoch {state.epoch + 1}, step {state.step}; "
                       f"checkpoint saved. Resume with:[/] gancli train {cfg['model']} "

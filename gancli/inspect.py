@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from gancli import data, engine, registry
+from gancli import engine, registry
 from gancli.trainers.base import Trainer
 
 console = Console()
@@ -56,12 +56,19 @@ def show_networks(trainer: Trainer) -> None:
         console.print(network_table(name, trainer.nets[name], inputs))
     total = sum(p.numel() for net in trainer.nets.values() for p in net.parameters())
     console.print(f"[bold]total parameters:[/] {total:,}")
+    for title, columns, rows in trainer.summaries():
+        table = Table(title=title, title_justify="left")
+        for column in columns:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
 
 
 def inspect_model(model: str, overrides: dict) -> None:
     """Networks of `model` as `train` would build them with these options."""
     cfg = registry.get(model).config(overrides)
-    info = data.describe(cfg["dataset"], cfg["image_size"])
+    info = engine.describe_data(registry.get(model), cfg)
     cfg["image_size"] = info["image_size"]
     trainer = engine.build_trainer(cfg, info, torch.device("cpu"))
     console.print(f"[bold]{model}[/]: {registry.get(model).summary}  "
@@ -95,6 +102,10 @@ def inspect_run(target: str, root: Path | None = None) -> None:
         last = json.loads(metrics.read_text().strip().splitlines()[-1])
         shown = {k: v for k, v in last.items() if isinstance(v, float)}
         table.add_row("last epoch", "  ".join(f"{k} {v:.4g}" for k, v in shown.items()))
+        rows = [json.loads(line) for line in metrics.read_text().splitlines() if line]
+        fids = [f"{r['epoch']}:{r['fid']:.2f}" for r in rows if "fid" in r]
+        if fids:
+            table.add_row("FID history", "  ".join(fids))
     options = {k: v for k, v in cfg.items() if k not in ("model",)}
     table.add_row("config", "  ".join(f"{k}={v}" for k, v in options.items()))
     files = sorted(p for p in path.parent.rglob("*") if p.is_file())

@@ -21,6 +21,10 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "max_steps": None,
     "save_every_steps": None,
+    # evaluation during training (models that generate): FID every N epochs
+    "fid_every": None,
+    "fid_samples": 2000,
+    "fid_features": "inception",
 }
 
 
@@ -66,6 +70,8 @@ class ModelSpec:
     translate_options: dict[str, Opt] = field(default_factory=dict)
     conditional: bool = False
     data: str = "images"  # images | paired | unpaired
+    # common options this model defaults differently (e.g. its dataset and batch size)
+    defaults: dict[str, Any] = field(default_factory=dict)
 
     def build_nets(self, cfg: dict, info: dict):
         return _resolve(self.nets)(cfg, info)
@@ -75,7 +81,8 @@ class ModelSpec:
 
     def config(self, overrides: dict[str, Any]) -> dict[str, Any]:
         """Defaults merged with the user's options; an option this model lacks is an error."""
-        cfg = {**COMMON_DEFAULTS, **{k: o.default for k, o in self.options.items()},
+        cfg = {**COMMON_DEFAULTS, **self.defaults,
+               **{k: o.default for k, o in self.options.items()},
                "model": self.name}
         for key, value in overrides.items():
             if value is None:
@@ -84,6 +91,7 @@ class ModelSpec:
                 flag = "--" + key.replace("_", "-")
                 raise GancliError(f"{self.name} has no option {flag}")
             cfg[key] = value
+        check_combinations(cfg)
         return cfg
 
 
@@ -122,6 +130,19 @@ class ModelSpec:
 
 
 
+def check_combinations(cfg: dict[str, Any]) -> None:
+    """The one place where options that cannot go together are rejected."""
+    if cfg.get("loss", "bce") != "bce" and cfg.get("discriminator") == "multiclass":
+        raise GancliError("--loss applies to a real/fake discriminator; --discriminator "
+                          "multiclass is trained with cross-entropy")
+    if not 0 <= cfg.get("ema", 0) < 1:
+        raise GancliError(f"--ema is a decay in [0, 1), not {cfg['ema']}")
+    if cfg.get("diffaug"):
+        from gancli.augment import parse_policy
+
+        parse_policy(cfg["diffaug"])
+
+
 def _resolve(path: str):
     module, _, attr = path.partition(":")
     return getattr(importlib.import_module(module), attr)
@@ -140,13 +161,195 @@ DCGAN_OPTIONS = {
     "norm": Opt("batch", "generator normalisation", ("batch", "instance")),
 }
 
+# Training techniques every noise GAN takes (the engine and Trainer base apply them).
+TECHNIQUES = {
+    "augment": Opt("basic", "real-image augmentation: none|basic (resize + scale) or deluxe "
+                            "(random resized crop, flip, autocontrast), on the device",
+                   ("none", "basic", "deluxe")),
+    "diffaug": Opt("", "DiffAugment policies before every D call, real and fake: any of "
+                       "color,translation,cutout (comma-separated)"),
+    "spectral_norm": Opt(False, "spectral normalisation on D's conv/linear layers "
+                                "(BatchNorm removed from D)"),
+    "loss": Opt("bce", "adversarial loss", ("bce", "lsgan", "hinge")),
+    "ema": Opt(0.0, "EMA decay of G's weights used for sampling and metrics (0: off; "
+                    "e.g. 0.999)"),
+}
+NO_LOSS_CHOICE = {k: v for k, v in TECHNIQUES.items() if k != "loss"}
+
+# The MLPs of the original GAN papers: same knobs, widths in units.
+MLP_OPTIONS = {
+    **{k: DCGAN_OPTIONS[k] for k in ("nz", "lr", "beta1", "beta2")},
+    "ngf": Opt(128, "generator width (units of its first hidden layer; then x2, x4, x8)"),
+    "ndf": Opt(128, "discriminator width (its hidden layers have 4x and 2x this many units)"),
+}
+
+DISCRIMINATOR = {"discriminator": Opt(
+    "realfake", "realfake: D judges (image, class) real or fake; multiclass: D classifies "
+                "the image as one of the classes or 'generated' (cross-entropy)",
+    ("realfake", "multiclass"))}
+
+WGAN_GP_OPTIONS = {
+    **DCGAN_OPTIONS,
+    "lr": Opt(1e-4, "Adam learning rate"),
+    "beta1": Opt(0.0, "Adam beta1"),
+    "beta2": Opt(0.9, "Adam beta2"),
+    "n_critic": Opt(5, "critic steps (each on its own real batch) per generator step"),
+    "gp_weight": Opt(10.0, "weight of the gradient penalty (lambda)"),
+    "critic_norm": Opt("none", "critic normalisation (never batch norm)", ("none", "layer")),
+}
+
+# Image-to-image models: pix2pix (paired) and CycleGAN (unpaired).
+IMAGE_TO_IMAGE_OPTIONS = {
+    "ngf": Opt(64, "generator width (channels of its first layer)"),
+    "ndf": Opt(64, "discriminator width (channels of its first layer)"),
+    "disc_layers": Opt(3, "PatchGAN stride-2 layers; receptive field 1 -> 16, 2 -> 34, "
+                          "3 -> 70, 4 -> 142, 5 -> 286, 6 -> 574 pixels"),
+    "norm": Opt("instance", "normalisation (instance = the papers' batch norm at batch "
+                            "size 1)", ("instance", "batch")),
+    "lr": Opt(2e-4, "Adam learning rate"),
+    "beta1": Opt(0.5, "Adam beta1"),
+    "beta2": Opt(0.999, "Adam beta2"),
+    "jitter": Opt(True, "random jitter: store images 286/256 larger, random-crop back and "
+                        "flip (the same crop and flip for both images of a pair)"),
+}
+
+PIX2PIX_OPTIONS = {
+    "direction": Opt("BtoA", "which half of an A|B pair is the input (facades: BtoA = "
+                             "label map -> photo)", ("AtoB", "BtoA")),
+    **IMAGE_TO_IMAGE_OPTIONS,
+    "dropout": Opt(0.5, "dropout in the 3 innermost U-Net decoder blocks (0: none)"),
+    "gan_loss": Opt("bce", "adversarial loss", ("bce", "lsgan")),
+    "l1_weight": Opt(100.0, "weight (lambda) of the L1 loss to the target"),
+}
+
+CYCLEGAN_OPTIONS = {
+    "gen": Opt("resnet", "generators: ResNet (residual blocks) or U-Net", ("resnet", "unet")),
+    "blocks": Opt(6, "residual blocks of the ResNet generator (the paper: 6 at 128 px, 9 at "
+                     "256 px)"),
+    "disc": Opt("patch", "discriminators: PatchGAN, or dc (whole-image DCGAN-style)",
+                ("patch", "dc")),
+    **IMAGE_TO_IMAGE_OPTIONS,
+    "cycle_weight": Opt(10.0, "weight (lambda) of the cycle-consistency L1 loss"),
+    "identity": Opt(0.5, "identity loss weight as a fraction of --cycle-weight (0: off)"),
+    "pool": Opt(50, "past fakes kept for the discriminators (0: only the newest batch)"),
+    "decay_start": Opt(0.5, "fraction of --epochs after which the learning rate decays "
+                            "linearly to 0"),
+}
+
+DIRECTION = Opt(None, "AtoB or BtoA (pix2pix: the run's own direction, the only one it "
+                      "knows; it also picks the input half of side-by-side pairs)",
+                ("AtoB", "BtoA"), type=str)
+
+# Diffusion (DDPM): training, sampling (`sample`) and SDEdit denoising (`translate`).
+DDPM_OPTIONS = {
+    "timesteps": Opt(1000, "diffusion steps T"),
+    "schedule": Opt("linear", "beta schedule: linear (Ho et al. 2020) or cosine (Nichol & "
+                              "Dhariwal 2021)", ("linear", "cosine")),
+    "width": Opt(24, "U-Net channels at full resolution (x2 at 1/2 and 1/4)"),
+    "blocks": Opt(1, "residual blocks per U-Net level"),
+    "attention": Opt(True, "self-attention at the lowest resolution (--no-attention: off)"),
+    "conditional": Opt(False, "class-conditional: a class embedding is added to the time "
+                              "embedding (sample with --digit/--label, --guidance)"),
+    "label_drop": Opt(0.1, "fraction of labels replaced by 'no class' while training, so "
+                           "classifier-free guidance works"),
+    "lr": Opt(1e-3, "Adam learning rate"),
+    "ema": Opt(0.999, "EMA decay of the weights that sample (0: sample from the trained "
+                      "weights)"),
+}
+
+DDPM_SAMPLE_OPTIONS = {
+    "steps": Opt(None, "denoising steps (default: 50 for ddim, T for ddpm)", type=int),
+    "sampler": Opt("ddim", "ddpm: ancestral (Ho et al.); ddim: fewer, deterministic steps "
+                           "(Song et al. 2021)", ("ddim", "ddpm")),
+    "eta": Opt(0.0, "DDIM noise (0: deterministic, 1: as much as DDPM)"),
+    "guidance": Opt(1.0, "classifier-free guidance scale (conditional runs): 0 unconditional, "
+                         "1 conditional, 2-4 more typical of the class"),
+    "show_steps": Opt(False, "also write OUT_steps.png: the denoising trajectory of the first "
+                             "8 images, noise to image"),
+}
+
+DDPM_TRANSLATE_OPTIONS = {
+    "strength": Opt(0.5, "how far to noise the inputs before denoising (fraction of T)"),
+    "steps": Opt(50, "denoising steps for the whole chain (strength x steps are run)"),
+    "sampler": DDPM_SAMPLE_OPTIONS["sampler"],
+    "digit": Opt(None, "class to denoise towards (conditional runs); default: no class",
+                 type=int),
+    "add_noise": Opt(0.0, "first corrupt the inputs with Gaussian noise of this std (0-1 "
+                          "intensity scale) and print PSNR noisy vs denoised"),
+    "seed": Opt(0, "seed for the noise"),
+}
+
+CLASSIFIER_OPTIONS = {
+    "width": Opt(32, "channels of the first 5x5 conv block (the second has twice as many)"),
+    "feature_dim": Opt(128, "units of the penultimate layer (the classifier-FID features)"),
+    "dropout": Opt(0.3, "dropout before the last layer"),
+    "lr": Opt(1e-3, "Adam learning rate (decays linearly to 0 over --epochs)"),
+    "shift": Opt(2, "random shifts of up to this many pixels while training (0: none)"),
+}
+
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in [
         ModelSpec(
             "dcgan", "Deep convolutional GAN (Radford et al. 2015)",
             nets="gancli.nets.dcgan:build", trainer="gancli.trainers.noise_gan:NoiseGAN",
-            options=DCGAN_OPTIONS,
+            options={**DCGAN_OPTIONS, **TECHNIQUES},
+        ),
+        ModelSpec(
+            "pix2pix", "Paired image-to-image: U-Net + PatchGAN, GAN + L1 (Isola et al. 2017)",
+            nets="gancli.nets.img2img:build_pix2pix", trainer="gancli.trainers.pix2pix:Pix2Pix",
+            options=PIX2PIX_OPTIONS, translate_options={"direction": DIRECTION},
+            data="paired", defaults={"dataset": "facades", "batch_size": 4},
+        ),
+        ModelSpec(
+            "cyclegan", "Unpaired image-to-image with cycle consistency (Zhu et al. 2017)",
+            nets="gancli.nets.img2img:build_cyclegan",
+            trainer="gancli.trainers.cyclegan:CycleGAN", options=CYCLEGAN_OPTIONS,
+            translate_options={"direction": Opt("AtoB", "AtoB or BtoA", ("AtoB", "BtoA"))},
+            data="unpaired", defaults={"dataset": "grumpy_cats", "batch_size": 4},
+        ),
+        ModelSpec(
+            "gan", "Vanilla GAN with MLP generator and discriminator (Goodfellow et al. 2014)",
+            nets="gancli.nets.mlp:build", trainer="gancli.trainers.noise_gan:NoiseGAN",
+            options={**MLP_OPTIONS, **TECHNIQUES},
+        ),
+        ModelSpec(
+            "cgan", "Conditional GAN, MLPs with the class as one-hot input (Mirza & "
+                    "Osindero 2014)",
+            nets="gancli.nets.mlp:build_conditional",
+            trainer="gancli.trainers.noise_gan:ConditionalGAN",
+            options={**MLP_OPTIONS, **DISCRIMINATOR, **TECHNIQUES}, conditional=True,
+        ),
+        ModelSpec(
+            "cdcgan", "Conditional DCGAN: class embedding into G, label maps into D",
+            nets="gancli.nets.dcgan:build_conditional",
+            trainer="gancli.trainers.noise_gan:ConditionalGAN",
+            options={**DCGAN_OPTIONS, **DISCRIMINATOR, **TECHNIQUES}, conditional=True,
+        ),
+        ModelSpec(
+            "acgan", "Auxiliary-classifier GAN: D predicts real/fake and the class "
+                     "(Odena et al. 2017)",
+            nets="gancli.nets.dcgan:build_acgan", trainer="gancli.trainers.noise_gan:ACGAN",
+            options={**DCGAN_OPTIONS, **NO_LOSS_CHOICE}, conditional=True,
+        ),
+        ModelSpec(
+            "wgan-gp", "Wasserstein GAN with gradient penalty (Gulrajani et al. 2017)",
+            nets="gancli.nets.dcgan:build_critic", trainer="gancli.trainers.noise_gan:WGANGP",
+            options={**WGAN_GP_OPTIONS, **NO_LOSS_CHOICE},
+        ),
+        ModelSpec(
+            "classifier", "Small reference CNN; judges samples for the offline metrics "
+                          "(class accuracy, classifier-FID)",
+            nets="gancli.nets.classifier:build",
+            trainer="gancli.trainers.classifier:Classifier", options=CLASSIFIER_OPTIONS,
+            defaults={"epochs": 3},
+        ),
+        ModelSpec(
+            "ddpm", "Denoising diffusion: U-Net eps-prediction, DDPM/DDIM sampling, "
+                    "classifier-free guidance (Ho et al. 2020)",
+            nets="gancli.nets.ddpm_unet:build", trainer="gancli.trainers.ddpm:DDPM",
+            options=DDPM_OPTIONS, sample_options=DDPM_SAMPLE_OPTIONS,
+            translate_options=DDPM_TRANSLATE_OPTIONS,
         ),
     ]
 }

@@ -129,3 +129,56 @@ def test_joint_transform_gives_both_images_of_a_pair_the_same_jitter():
     assert torch.equal(out["A"], out["B"])
     plain = next(Batches({"A": a}, 6, 0, torch.device("cpu")).epoch(0))["A"]
     assert not torch.allclose(out["A"], plain)
+
+
+def tiny_trainer(model: str, **options):
+    from gancli import engine, registry
+
+    cfg = registry.get(model).config({"image_size": 16, "nz": 8, "ngf": 8, "ndf": 8, **options})
+    info = {"channels": 1, "image_size": 16, "num_classes": 10, "classes": list("0123456789"),
+            "num_images": 0, "dataset": "mnist"}
+    return engine.build_trainer(cfg, info, torch.device("cpu"))
+
+
+def test_latent_walk_rows_start_and_end_at_their_endpoints():
+    trainer = tiny_trainer("dcgan")
+    frames = trainer.walk(3, 5, torch.Generator().manual_seed(0))
+    assert frames.shape == (3, 5, 1, 16, 16)
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(3, 8, generator=g), torch.randn(3, 8, generator=g)
+    assert torch.allclose(frames[:, 0], trainer.render(a), atol=1e-5)
+    assert torch.allclose(frames[:, -1], trainer.render(b), atol=1e-5)
+
+
+def test_label_walk_goes_from_one_class_to_the_other_at_fixed_noise():
+    trainer = tiny_trainer("cdcgan")
+    frames = trainer.walk(2, 4, torch.Generator().manual_seed(0), between=(3, 8))
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(2, 1, 8, generator=g)[:, 0]
+    assert torch.allclose(frames[:, 0], trainer.render(z, torch.tensor([3, 3])), atol=1e-5)
+    assert torch.allclose(frames[:, -1], trainer.render(z, torch.tensor([8, 8])), atol=1e-5)
+
+
+def test_technique_options_reach_the_networks():
+    trainer = tiny_trainer("dcgan", spectral_norm=True, ema=0.9, diffaug="color")
+    assert "G_ema" in trainer.nets and set(trainer.opts) == {"G", "D"}
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in trainer.nets["D"].modules())
+    assert trainer.sampler("G") is trainer.nets["G_ema"]
+    batch = {"image": torch.rand(4, 1, 16, 16) * 2 - 1}
+    before = trainer.nets["G_ema"].main[0].weight.clone()
+    trainer.train_step(batch)
+    trainer.after_step()
+    g = trainer.nets["G"].main[0].weight
+    assert torch.allclose(trainer.nets["G_ema"].main[0].weight, 0.9 * before + 0.1 * g)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["wgan-gp", "--loss", "hinge"], "no option --loss"),
+    (["cgan", "--discriminator", "multiclass", "--loss", "lsgan"], "--loss applies"),
+    (["dcgan", "--diffaug", "color,blur"], "unknown DiffAugment policy 'blur'"),
+    (["dcgan", "--ema", "1"], "--ema is a decay"),
+    (["dcgan", "--augment", "fancy"], "--augment must be one of"),
+])
+def test_invalid_technique_combinations_are_rejected(cli, args, needle):
+    result = cli("train", *args)
+    assert result.exit_code == 2 and needle in result.stderr

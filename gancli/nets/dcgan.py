@@ -71,19 +71,32 @@ class Generator(nn.Module):
         self.main = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        if self.embed is not None:
-            z = torch.cat([z, self.embed(labels)], dim=1)
+        if self.embed is not None:  # float labels: class mixtures, for walks between classes
+            soft = labels.is_floating_point()
+            emb = labels @ self.embed.weight if soft else self.embed(labels)
+            z = torch.cat([z, emb], dim=1)
         return self.main(z[:, :, None, None])
 
 
+def d_norm(channels: int, kind: str) -> nn.Module:
+    """Discriminator normalisation. A WGAN-GP critic must not use BatchNorm: it couples the
+    images of a batch, while the gradient penalty assumes each output depends on one image."""
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "layer":
+        return nn.GroupNorm(1, channels)
+    return nn.Identity()
+
+
 class Discriminator(nn.Module):
-    """image -> `outputs` logits per image through strided convs, BN and LeakyReLU(0.2).
+    """image -> `outputs` logits per image through strided convs, norm and LeakyReLU(0.2).
 
     With `num_classes`, one-hot label maps are appended as input channels (conditional D).
+    `norm` is batch, layer or none.
     """
 
     def __init__(self, channels: int, image_size: int, ndf: int = 64, outputs: int = 1,
-                 num_classes: int = 0) -> None:
+                 num_classes: int = 0, norm: str = "batch") -> None:
         super().__init__()
         base, k = plan(image_size)
         self.num_classes = num_classes
@@ -91,8 +104,8 @@ class Discriminator(nn.Module):
         layers: list[nn.Module] = [nn.Conv2d(channels + num_classes, width, 4, 2, 1),
                                    nn.LeakyReLU(0.2, True)]
         for _ in range(k - 1):
-            layers += [nn.Conv2d(width, width * 2, 4, 2, 1, bias=False),
-                       nn.BatchNorm2d(width * 2), nn.LeakyReLU(0.2, True)]
+            layers += [nn.Conv2d(width, width * 2, 4, 2, 1, bias=norm == "none"),
+                       d_norm(width * 2, norm), nn.LeakyReLU(0.2, True)]
             width *= 2
         self.features = nn.Sequential(*layers)
         self.head = nn.Conv2d(width, outputs, base, 1, 0)
@@ -104,11 +117,46 @@ class Discriminator(nn.Module):
         return self.head(self.features(x)).flatten(1)
 
 
-def build(cfg: dict, info: dict) -> dict[str, nn.Module]:
-    """DCGAN pair for the dataset's channels and the configured image size."""
-    g = Generator(cfg["nz"], info["channels"], cfg["image_size"], cfg["ngf"],
+def num_classes(cfg: dict, info: dict) -> int:
+    """The dataset's class count, which a conditional model cannot do without."""
+    if not info["num_classes"]:
+        raise GancliError(f"{cfg['model']} is conditional and needs a labelled dataset "
+                          "(mnist, fashion-mnist, cifar10 or a folder with one sub-folder "
+                          f"per class); {info['dataset']} has no labels")
+    return info["num_classes"]
+
+
+def _pair(cfg: dict, info: dict, g_classes: int = 0, d_classes: int = 0, outputs: int = 1,
+          d_norm: str = "batch") -> dict[str, nn.Module]:
+    g = Generator(cfg["nz"], info["channels"], cfg["image_size"], cfg["ngf"], g_classes,
                   upsample=cfg["upsample"], norm=cfg["norm"])
-    d = Discriminator(info["channels"], cfg["image_size"], cfg["ndf"])
+    d = Discriminator(info["channels"], cfg["image_size"], cfg["ndf"], outputs, d_classes,
+                      norm=d_norm)
     for net in (g, d):
         net.apply(init_weights)
     return {"G": g, "D": d}
+
+
+def build(cfg: dict, info: dict) -> dict[str, nn.Module]:
+    """DCGAN pair for the dataset's channels and the configured image size."""
+    return _pair(cfg, info)
+
+
+def build_conditional(cfg: dict, info: dict) -> dict[str, nn.Module]:
+    """cDCGAN: G embeds the class; D gets label maps, or with --discriminator multiclass
+    sees only the image and has one output per class plus one for "generated"."""
+    k = num_classes(cfg, info)
+    if cfg["discriminator"] == "multiclass":
+        return _pair(cfg, info, g_classes=k, outputs=k + 1)
+    return _pair(cfg, info, g_classes=k, d_classes=k)
+
+
+def build_acgan(cfg: dict, info: dict) -> dict[str, nn.Module]:
+    """AC-GAN: G embeds the class; D sees only the image, outputs real/fake + class logits."""
+    k = num_classes(cfg, info)
+    return _pair(cfg, info, g_classes=k, outputs=1 + k)
+
+
+def build_critic(cfg: dict, info: dict) -> dict[str, nn.Module]:
+    """WGAN-GP: a DCGAN generator and a critic without BatchNorm (one score per image)."""
+    return _pair(cfg, info, d_norm=cfg["critic_norm"])

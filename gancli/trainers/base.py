@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -68,6 +68,10 @@ class Trainer(ABC):
             for name in self.generators:
                 ema_update(self.nets[f"{name}_ema"], self.nets[name], self.cfg["ema"])
 
+    def epoch_hooks(self) -> list:
+        """`engine.EpochHook`s this recipe wants run between epochs (e.g. test accuracy)."""
+        return []
+
     def sampler(self, name: str = "G") -> nn.Module:
         """The network to sample from: its EMA copy when --ema is on."""
         return self.nets.get(f"{name}_ema", self.nets[name])
@@ -89,6 +93,20 @@ class Trainer(ABC):
         fake, _ = self.preview()
         return [("real", real["image"][: len(fake)]), ("generated", fake)]
 
+    def batch_transform(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """Random jitter this recipe wants on every real batch, or None. The engine applies
+        it to all images of a batch at once (`data.jointly`), so pairs stay aligned."""
+        return None
+
+    def use_data(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Called once with the loaded dataset (uint8): recipes whose previews start from
+        real inputs (image-to-image) keep a fixed few here."""
+        return None
+
+    def summaries(self) -> list[tuple[str, list[str], list[list[str]]]]:
+        """Extra tables for `inspect`, as (title, column names, rows of cells)."""
+        return []
+
     @abstractmethod
     def example_inputs(self) -> dict[str, tuple[torch.Tensor, ...]]:
         """One input per network, so `inspect` can trace output shapes."""
@@ -107,6 +125,11 @@ class Trainer(ABC):
         """Row length of `sample`'s grid of n images: as square as possible unless a recipe
         lays its samples out in meaningful rows (e.g. one per class)."""
         return math.ceil(math.sqrt(n))
+
+    def extra_grids(self) -> dict[str, tuple[torch.Tensor, int]]:
+        """Further pictures the last generate() drew (e.g. a denoising trajectory) as
+        {file suffix: (images, row length)}; `sample` writes each next to its grid."""
+        return {}
 
     def translate(self, images: torch.Tensor, **options) -> tuple[torch.Tensor, dict]:
         """Map input images in [-1, 1] to outputs; `options` are the spec's translate_options.

@@ -1,0 +1,199 @@
+"""Image-to-image data: paired (pix2pix) and unpaired (CycleGAN) folders, decoded once into
+uint8 tensors {"A", "B"} of equal length, so the engine's `Batches` serves them like any
+other dataset, plus the random jitter that must hit both images of a pair identically.
+
+Layouts:
+- paired: side-by-side A|B images (the pix2pix release format, e.g. facades/train), or
+  `A/` and `B/` folders with matching file names;
+- unpaired: `trainA/ trainB/` (testA/testB are left for translate) or `A/ B/`.
+A folder holding `train/` (pix2pix releases) means its `train/` part.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+from gancli.data import default_root, list_images, read_image, resize_uint8
+from gancli.errors import GancliError
+
+# Named datasets live under --data-root / $GANCLI_DATA; their native size lets `inspect`
+# describe a model without the files.
+NAMED = {"facades": 256, "grumpy_cats": 64, "apple2orange": 256}
+JITTER_SCALE = 286 / 256  # pix2pix: resize 256 -> 286, random-crop back to 256
+
+
+def dataset_path(cfg: dict, must_exist: bool = True) -> Path | None:
+    """`folder:PATH` or a named dataset under the data root; None if a named one is absent
+    and `must_exist` is false."""
+    spec = cfg["dataset"]
+    if spec.startswith("folder:"):
+        path = Path(spec.removeprefix("folder:")).expanduser()
+        if not path.is_dir():
+            raise GancliError(f"dataset folder {path} does not exist")
+    elif spec in NAMED:
+        root = Path(cfg.get("data_root") or default_root())
+        path = root / spec
+        if not path.is_dir():
+            if not must_exist:
+                return None
+            raise GancliError(f"{spec} is not in {root} (expected {path}/); pass --data-root "
+                              f"(e.g. ../shared/data) or --dataset folder:PATH")
+    else:
+        raise GancliError(f"unknown dataset '{spec}' for image-to-image models (choose from "
+                          f"{', '.join(NAMED)} or folder:PATH)")
+    return path / "train" if (path / "train").is_dir() else path
+
+
+def _domains(path: Path) -> tuple[Path, Path] | None:
+    for a, b in (("trainA", "trainB"), ("A", "B")):
+        if (path / a).is_dir() and (path / b).is_dir():
+            return path / a, path / b
+    return None
+
+
+def _image_size(file: Path) -> tuple[int, int, int]:
+    """(channels, width, height) from the file's header."""
+    from PIL import Image
+
+    try:
+        with Image.open(file) as im:
+            return (1 if im.mode in ("L", "1", "I;16", "I") else 3), *im.size
+    except Exception as exc:
+        raise GancliError(f"cannot read image {file}: {exc}") from None
+
+
+def is_side_by_side(file: Path) -> bool:
+    """An A|B pair: at least twice as wide as tall (facades has 512x256 but also 512x157;
+    a 3:2 or 16:9 photo is not a pair)."""
+    _, w, h = _image_size(file)
+    return w >= 2 * h
+
+
+def _paired_files(path: Path) -> tuple[str, list[tuple[Path, Path | None]]]:
+    """The layout and (A, B) files, or (file, None) for side-by-side A|B images."""
+    domains = _domains(path)
+    if domains:
+        a_dir, b_dir = domains
+        b_files = {p.relative_to(b_dir): p for p in list_images(b_dir)}
+        pairs = [(p, b_files[p.relative_to(a_dir)]) for p in list_images(a_dir)
+                 if p.relative_to(a_dir) in b_files]
+        if not pairs:
+            raise GancliError(f"{a_dir} and {b_dir} share no file names; paired folders "
+                              "need matching names")
+        return "A/B folders", pairs
+    files = list_images(path)
+    if not files:
+        raise GancliError(f"no images found under {path}")
+    if not is_side_by_side(files[0]):
+        raise GancliError(f"{path} holds neither side-by-side A|B images (width >= 2 x height, "
+                          f"e.g. {files[0].name} is not) nor A/ and B/ folders with matching "
+                          "names")
+    return "side-by-side", [(f, None) for f in files]
+
+
+def _unpaired_files(path: Path) -> tuple[list[Path], list[Path]]:
+    domains = _domains(path)
+    if not domains:
+        raise GancliError(f"{path} has no trainA/ and trainB/ (or A/ and B/) folders; "
+                          "unpaired data needs one folder per domain")
+    a, b = (list_images(d) for d in domains)
+    for d, files in zip(domains, (a, b), strict=True):
+        if not files:
+            raise GancliError(f"no images found under {d}")
+    return a, b
+
+
+def describe(cfg: dict, paired: bool) -> dict:
+    """Dataset facts without decoding anything (networks are built before data loads)."""
+    path = dataset_path(cfg, must_exist=False)
+    if path is None:  # a named dataset not downloaded: `inspect` still works
+        return _info(cfg["dataset"], 3, cfg["image_size"] or NAMED[cfg["dataset"]], 0)
+    if paired:
+        layout, files = _paired_files(path)
+        channels, w, h = _image_size(files[0][0])
+        native = h if layout == "side-by-side" else min(w, h)
+        return _info(cfg["dataset"], channels, cfg["image_size"] or native, len(files),
+                     layout=layout)
+    a, b = _unpaired_files(path)
+    channels, w, h = _image_size(a[0])
+    return _info(cfg["dataset"], channels, cfg["image_size"] or min(w, h), max(len(a), len(b)),
+                 num_a=len(a), num_b=len(b))
+
+
+def _info(dataset: str, channels: int, size: int, n: int, **extra) -> dict:
+    return {"dataset": dataset, "channels": channels, "image_size": size, "num_classes": 0,
+            "classes": [], "num_images": n, **extra}
+
+
+def load_size(cfg: dict) -> int:
+    """Images are stored this large; with --jitter each batch is randomly cropped back."""
+    size = cfg["image_size"]
+    return round(size * JITTER_SCALE) if cfg.get("jitter") else size
+
+
+def read_pair(file: Path, channels: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A side-by-side A|B file -> its two halves as uint8 (C, size, size); halves that are
+    not square are stretched alike, so the pair stays aligned."""
+    both = read_image(file, channels, None)
+    half = both.shape[-1] // 2
+    a, b = both[..., :half], both[..., half:2 * half]
+    return tuple(resize_uint8(x[None], size)[0] for x in (a, b))
+
+
+def _decode(fn: Callable, items: list) -> list:
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        return list(pool.map(fn, items))
+
+
+def load(cfg: dict, paired: bool) -> tuple[dict[str, torch.Tensor], dict]:
+    """{"A", "B"} uint8 tensors of equal length, and the dataset info.
+
+    Unpaired domains differ in size: an epoch covers the larger one once and the smaller
+    one is repeated in turn (index i -> i mod n), so `Batches` can draw both together.
+    """
+    info = describe(cfg, paired)
+    path = dataset_path(cfg)
+    channels, size = info["channels"], load_size(cfg)
+    if paired:
+        _, files = _paired_files(path)
+        if files[0][1] is None:
+            halves = _decode(lambda f: read_pair(f[0], channels, size), files)
+            a, b = (torch.stack(x) for x in zip(*halves, strict=True))
+        else:
+            a, b = (torch.stack(_decode(lambda f: read_image(f, channels, size), side))
+                    for side in zip(*files, strict=True))
+        return {"A": a, "B": b}, info
+    a, b = (torch.stack(_decode(lambda f: read_image(f, channels, size), files))
+            for files in _unpaired_files(path))
+    n = max(len(a), len(b))
+    a, b = (x[torch.arange(n) % len(x)] for x in (a, b))
+    return {"A": a, "B": b}, info
+
+
+def jitter(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Random size x size crop and horizontal flip per image of a [-1, 1] batch.
+
+    Used through `data.jointly`, which stacks A and B along channels first, so both images
+    of a pair get the same crop and flip. Offsets come from torch's CPU RNG (no device sync,
+    restored on resume).
+    """
+    n, _, h, w = x.shape
+    tops = torch.randint(0, h - size + 1, (n,)).tolist()
+    lefts = torch.randint(0, w - size + 1, (n,)).tolist()
+    flips = (torch.rand(n) < 0.5).tolist()
+    crops = []
+    for i in range(n):
+        crop = x[i, :, tops[i]:tops[i] + size, lefts[i]:lefts[i] + size]
+        crops.append(crop.flip(-1) if flips[i] else crop)
+    return torch.stack(crops)
+
+
+def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    """The middle size x size of (..., H, W): jittered data's un-jittered view (previews)."""
+    top, left = (x.shape[-2] - size) // 2, (x.shape[-1] - size) // 2
+    return x[..., top:top + size, left:left + size]

@@ -1,0 +1,147 @@
+"""`gancli translate`: run a trained model's Trainer.translate over a folder of images.
+
+Generic over models: files are found recursively, read at the run's size and channels,
+translated in batches and written under the same relative names. For paired models
+(pix2pix) a side-by-side A|B file is split: its input half goes in, the other half is the
+target, so the output is scored (L1, PSNR) and shown as an input | output | target triptych.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from gancli import pairs, viz
+from gancli.checkpoint import atomic_write
+from gancli.data import IMAGE_SUFFIXES, read_image, to_float, to_uint8
+from gancli.errors import GancliError
+from gancli.trainers.base import Trainer
+
+console = Console()
+err = Console(stderr=True)
+SHEET_ROWS = 12  # items shown in contact_sheet.png
+
+
+@dataclass
+class Item:
+    """One input file: its name relative to the input folder, uint8 input, optional target."""
+
+    rel: Path
+    input: torch.Tensor
+    target: torch.Tensor | None
+
+
+def _read(path: Path, rel: Path, trainer: Trainer, direction: str) -> Item:
+    size, channels = trainer.info["image_size"], trainer.info["channels"]
+    if trainer.spec.data == "paired" and pairs.is_side_by_side(path):
+        a, b = pairs.read_pair(path, channels, size)
+        return Item(rel, *((a, b) if direction == "AtoB" else (b, a)))
+    return Item(rel, read_image(path, channels, size), None)
+
+
+def _save(image: torch.Tensor, path: Path) -> None:
+    """uint8 (C, H, W) in the format the file name asks for (PNG if PIL does not know it)."""
+    from PIL import Image
+
+    fmt = Image.registered_extensions().get(path.suffix.lower(), "PNG")
+    arr = image.permute(1, 2, 0).numpy()
+    buf = io.BytesIO()
+    Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr).save(
+        buf, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    try:
+        atomic_write(path, buf.getvalue())
+    except OSError as exc:
+        raise GancliError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def psnr(output: torch.Tensor, target: torch.Tensor) -> float:
+    """Peak signal-to-noise ratio in dB of two uint8 images (what was written vs target)."""
+    mse = (output.float() - target.float()).pow(2).mean().item()
+    return math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
+
+
+def translate_folder(trainer: Trainer, input_dir: Path, out: Path, options: dict,
+                     batch_size: int = 16) -> dict[str, float]:
+    """Translate every image under `input_dir` into `out`; returns the printed numbers."""
+    if not input_dir.is_dir():
+        raise GancliError(f"input folder {input_dir} does not exist")
+    out_abs = out.resolve()
+    files = sorted(p for p in input_dir.rglob("*")
+                   if p.is_file() and out_abs not in p.resolve().parents)
+    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    if not images:
+        raise GancliError(f"no images found under {input_dir}")
+    direction = options.get("direction") or trainer.cfg.get("direction") or "AtoB"
+
+    model_sums: dict[str, float] = {}
+    pair_sums = {"L1 to target": 0.0, "PSNR (dB)": 0.0}
+    done, paired, unreadable = 0, 0, []
+    sheet: list[tuple[torch.Tensor, ...]] = []
+    for start in range(0, len(images), batch_size):
+        items = []
+        for path in images[start:start + batch_size]:
+            rel = path.relative_to(input_dir)
+            try:
+                items.append(_read(path, rel, trainer, direction))
+            except (GancliError, OSError, ValueError, SyntaxError):
+                unreadable.append(str(rel))
+                err.print(f"[yellow]skipped[/] {rel}: not a readable image", highlight=False)
+        if not items:
+            continue
+        outputs, numbers = trainer.translate(to_float(torch.stack([i.input for i in items])),
+                                             **options)
+        outputs = to_uint8(outputs.float().cpu())
+        for key, value in numbers.items():
+            model_sums[key] = model_sums.get(key, 0.0) + value * len(items)
+        for item, output in zip(items, outputs, strict=True):
+            _save(output, out / item.rel)
+            panels = (item.input, output) if item.target is None else (item.input, output,
+                                                                       item.target)
+            if item.target is not None:
+                paired += 1
+                diff = (to_float(output) - to_float(item.target)).abs().mean().item()
+                pair_sums["L1 to target"] += diff
+                pair_sums["PSNR (dB)"] += psnr(output, item.target)
+                _save(viz.grid(to_float(torch.stack(panels)), nrow=3, pad=0),
+                      (out / "triptychs" / item.rel).with_suffix(".png"))
+            if len(sheet) < SHEET_ROWS:
+                sheet.append(panels)
+        done += len(items)
+    if not done:
+        raise GancliError(f"none of the {len(images)} images under {input_dir} could be read")
+
+    cols = min(len(p) for p in sheet)
+    viz.save_grid(to_float(torch.stack([x for p in sheet for x in p[:cols]])),
+                  out / "contact_sheet.png", nrow=cols)
+    numbers = {k: v / done for k, v in model_sums.items()}
+    if paired:
+        numbers.update({k: v / paired for k, v in pair_sums.items()})
+    _summary(trainer, input_dir, out, done, paired, len(files) - len(images), unreadable,
+             numbers)
+    return numbers
+
+
+def _summary(trainer: Trainer, input_dir: Path, out: Path, done: int, paired: int,
+             others: int, unreadable: list[str], numbers: dict[str, float]) -> None:
+    table = Table(title=f"{trainer.spec.name}: {input_dir} -> {out}", show_header=False,
+                  title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("translated", f"{done} images" + (f" ({paired} A|B pairs: input half in, "
+                                                    "scored against the other half)"
+                                                    if paired else ""))
+    if others:
+        table.add_row("skipped", f"{others} non-image files")
+    if unreadable:
+        table.add_row("unreadable", ", ".join(unreadable))
+    for key, value in numbers.items():
+        table.add_row(key, f"{value:.4f}")
+    table.add_row("written", f"{out}/ (same names)" + (", triptychs/" if paired else "")
+                  + ", contact_sheet.png")
+    console.print(table)
