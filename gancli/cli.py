@@ -169,8 +169,22 @@ def sample(
         index = class_index(wanted, trainer.conditional, ckpt["info"]["classes"],
                             trainer.spec.name)
         labels = torch.full((n,), index, dtype=torch.long)
-    images = trainer.generate(n, generator=torch.Generator().manual_seed(seed), labels=labels,
-                              **extra)
+    generator = torch.Generator().manual_seed(seed)
+    walk = {k: o.default for k, o in trainer.spec.sample_options.items()} | extra
+    if walk.get("interpolate") or walk.get("interpolate_labels"):
+        from gancli.latent import sample_walk
+
+        between = None
+        if walk["interpolate_labels"]:
+            between = tuple(class_index(c.strip(), trainer.conditional,
+                                        ckpt["info"]["classes"], trainer.spec.name)
+                            for c in walk["interpolate_labels"].split(","))
+            if len(between) != 2:
+                raise GancliError("--interpolate-labels takes two classes, e.g. 3,8")
+        sample_walk(trainer, out, walk["interpolate"] or 4, walk["steps"], generator,
+                    None if labels is None else int(labels[0]), between, walk["gif"])
+        return
+    images = trainer.generate(n, generator=generator, labels=labels, **extra)
     viz.save_grid(images, out, nrow=trainer.sample_nrow(n, labels))
     for suffix, (extra_images, nrow) in trainer.extra_grids().items():
         extra_path = out.with_name(f"{out.stem}_{suffix}.png")

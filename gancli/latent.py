@@ -36,3 +36,21 @@ def save_gif(frames: torch.Tensor, path: Path, ms: int = 80) -> None:
     images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=ms,
                    loop=0)
     atomic_write(Path(path), buf.getvalue())
+
+
+def sample_walk(trainer, out: Path, pairs: int, steps: int, generator: torch.Generator,
+                label: int | None, between: tuple[int, int] | None, gif: str) -> None:
+    """`sample --interpolate`: a grid with one walk per row, and optionally an animated GIF
+    whose frame s shows step s of every walk."""
+    from rich.console import Console
+
+    from gancli import viz
+
+    frames = trainer.walk(pairs, steps, generator, label=label, between=between)
+    viz.save_grid(frames.flatten(0, 1), out, nrow=steps)
+    said = f"{pairs} walks of {steps} steps -> {out}"
+    if gif:
+        save_gif(torch.stack([viz.grid(frames[:, s], nrow=pairs) for s in range(steps)]),
+                 Path(gif))
+        said += f" and {gif}"
+    Console(stderr=True).print(said)

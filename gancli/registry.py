@@ -176,6 +176,16 @@ TECHNIQUES = {
 }
 NO_LOSS_CHOICE = {k: v for k, v in TECHNIQUES.items() if k != "loss"}
 
+# `sample` options of every noise GAN: latent walks
+WALKS = {
+    "interpolate": Opt(0, "K latent walks: K random pairs of z, spherically interpolated "
+                          "(one row each)"),
+    "steps": Opt(8, "images per walk"),
+    "gif": Opt("", "also write the walk as an animated GIF to this path"),
+    "interpolate_labels": Opt("", "walk between two classes at fixed noise, e.g. 3,8 "
+                                  "(conditional models)"),
+}
+
 # The MLPs of the original GAN papers: same knobs, widths in units.
 MLP_OPTIONS = {
     **{k: DCGAN_OPTIONS[k] for k in ("nz", "lr", "beta1", "beta2")},
@@ -294,6 +304,7 @@ MODELS: dict[str, ModelSpec] = {
             "dcgan", "Deep convolutional GAN (Radford et al. 2015)",
             nets="gancli.nets.dcgan:build", trainer="gancli.trainers.noise_gan:NoiseGAN",
             options={**DCGAN_OPTIONS, **TECHNIQUES},
+            sample_options=WALKS,
         ),
         ModelSpec(
             "pix2pix", "Paired image-to-image: U-Net + PatchGAN, GAN + L1 (Isola et al. 2017)",
@@ -312,6 +323,7 @@ MODELS: dict[str, ModelSpec] = {
             "gan", "Vanilla GAN with MLP generator and discriminator (Goodfellow et al. 2014)",
             nets="gancli.nets.mlp:build", trainer="gancli.trainers.noise_gan:NoiseGAN",
             options={**MLP_OPTIONS, **TECHNIQUES},
+            sample_options=WALKS,
         ),
         ModelSpec(
             "cgan", "Conditional GAN, MLPs with the class as one-hot input (Mirza & "
@@ -319,23 +331,27 @@ MODELS: dict[str, ModelSpec] = {
             nets="gancli.nets.mlp:build_conditional",
             trainer="gancli.trainers.noise_gan:ConditionalGAN",
             options={**MLP_OPTIONS, **DISCRIMINATOR, **TECHNIQUES}, conditional=True,
+            sample_options=WALKS,
         ),
         ModelSpec(
             "cdcgan", "Conditional DCGAN: class embedding into G, label maps into D",
             nets="gancli.nets.dcgan:build_conditional",
             trainer="gancli.trainers.noise_gan:ConditionalGAN",
             options={**DCGAN_OPTIONS, **DISCRIMINATOR, **TECHNIQUES}, conditional=True,
+            sample_options=WALKS,
         ),
         ModelSpec(
             "acgan", "Auxiliary-classifier GAN: D predicts real/fake and the class "
                      "(Odena et al. 2017)",
             nets="gancli.nets.dcgan:build_acgan", trainer="gancli.trainers.noise_gan:ACGAN",
             options={**DCGAN_OPTIONS, **NO_LOSS_CHOICE}, conditional=True,
+            sample_options=WALKS,
         ),
         ModelSpec(
             "wgan-gp", "Wasserstein GAN with gradient penalty (Gulrajani et al. 2017)",
             nets="gancli.nets.dcgan:build_critic", trainer="gancli.trainers.noise_gan:WGANGP",
             options={**WGAN_GP_OPTIONS, **NO_LOSS_CHOICE},
+            sample_options=WALKS,
         ),
         ModelSpec(
             "classifier", "Small reference CNN; judges samples for the offline metrics "

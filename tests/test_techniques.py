@@ -182,3 +182,23 @@ def test_technique_options_reach_the_networks():
 def test_invalid_technique_combinations_are_rejected(cli, args, needle):
     result = cli("train", *args)
     assert result.exit_code == 2 and needle in result.stderr
+
+
+def test_sample_interpolate_writes_grid_and_gif(cli, folder, tmp_path):
+    from PIL import Image
+
+    from tests.conftest import TINY
+
+    assert cli("train", "cdcgan", "--dataset", f"folder:{folder}", *TINY, "--max-steps",
+               "1").exit_code == 0
+    grid, gif = tmp_path / "walk.png", tmp_path / "walk.gif"
+    result = cli("sample", "cdcgan", "--interpolate", "3", "--steps", "5", "--gif", gif,
+                 "--out", grid, "--label", "class1")
+    assert result.exit_code == 0, result.output
+    assert Image.open(grid).size == (5 * 18 + 2, 3 * 18 + 2)
+    with Image.open(gif) as g:
+        assert g.n_frames == 2 * 5 - 2  # forward, then back without repeating the ends
+    result = cli("sample", "cdcgan", "--interpolate-labels", "class0,class1", "--out", grid)
+    assert result.exit_code == 0 and Image.open(grid).size == (8 * 18 + 2, 4 * 18 + 2)
+    result = cli("sample", "cdcgan", "--interpolate-labels", "class0,nope", "--out", grid)
+    assert result.exit_code == 2 and "no class 'nope'" in result.stderr
