@@ -317,6 +317,10 @@ def _epoch_table(trainer: Trainer, header: bool, columns: dict[str, str]) -> Tab
     return table
 
 
+def _table_width(table: Table) -> int:
+    return sum((c.width or 8) + 1 for c in table.columns) + 1
+
+
 def fit(trainer: Trainer, batches: data.Batches, run: Run, cfg: dict, state: RunState,
         hooks: list[EpochHook] | None = None) -> int:
     """Train until `epochs` (or `max_steps`) are done, Ctrl-C, or a loss diverges."""
@@ -407,7 +411,11 @@ def fit(trainer: Trainer, batches: data.Batches, run: Run, cfg: dict, state: Run
                           *(f"{row[k]:.4f}" for k in keys),
                           *(f"{row[k]:.4f}" if k in row else "-" for k in columns),
                           f"{row['images_per_s']:.0f}", f"{seconds:.1f}")
+            # never truncate a row: a pipe or CI log has an 80-column console
+            width = console.width
+            console.width = max(width, _table_width(table))
             console.print(table)
+            console.width = width
             first_row = False
 
     for hook in hooks:

@@ -173,6 +173,7 @@ def test_cyclegan_trains_with_pool_and_decay_and_resumes_exactly(cli, tmp_path):
     result = cli(*base, "--name", "straight", "--epochs", "2")
     assert result.exit_code == 0, result.output
     assert "(10 images" in flat(result.stderr)  # an epoch covers the larger domain
+    assert "cyc ABA" in result.stderr and "…" not in result.stderr  # 8 terms, none cut
     assert cli(*base, "--name", "split", "--epochs", "1").exit_code == 0
     runs = tmp_path / "checkpoints" / "cyclegan"
     assert cli("train", "cyclegan", "--resume", runs / "split", "--epochs", "2").exit_code == 0
