@@ -193,12 +193,13 @@ def test_export_is_small_samples_and_refuses_resume(cli, folder, tmp_path):
 SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints"
 
 
-@pytest.mark.parametrize("model", ["dcgan"])
+@pytest.mark.parametrize("model", ["dcgan", "cgan", "cdcgan"])
 def test_shipped_pretrained_runs_load_and_sample(model):
     trainer, ckpt = engine.restore(str(SHIPPED / model / "pretrained-mnist"), torch.device("cpu"))
     assert ckpt["exported"] and ckpt["info"]["dataset"] == "mnist"
     assert (SHIPPED / model / "pretrained-mnist" / "checkpoint.pt").stat().st_size < 5e6
     assert ckpt["state"]["commands"] and ckpt["state"]["seconds"] > 0
-    images = trainer.generate(8, generator=torch.Generator().manual_seed(0))
+    labels = torch.full((8,), 3) if trainer.conditional else None
+    images = trainer.generate(8, generator=torch.Generator().manual_seed(0), labels=labels)
     assert images.shape == (8, 1, 28, 28) and images.min() >= -1 and images.max() <= 1
     assert images.std() > 0.3  # digits on black, not a flat image
