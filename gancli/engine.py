@@ -218,7 +218,10 @@ def _prepare_run(model: str, overrides: dict, name: str | None, resume: str | No
         cfg["max_steps"] = overrides.get("max_steps")  # a stop condition for one invocation
         return cfg, Run(path.parent), ckpt
     cfg = registry.get(model).config(overrides)
-    name = name or datetime.now().strftime("%Y%m%d-%H%M%S")
+    if not name:  # a timestamp; runs started within the same second get -2, -3, ...
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        name = next(f"{stamp}{f'-{i}' if i > 1 else ''}" for i in range(1, 10_000)
+                    if not (root / model / f"{stamp}{f'-{i}' if i > 1 else ''}").exists())
     run = Run(root / model / name)
     if run.checkpoint.exists():
         raise GancliError(f"run {run.dir} exists; pass --resume {run.dir} or another --name")

@@ -203,3 +203,18 @@ def test_shipped_pretrained_runs_load_and_sample(model):
     images = trainer.generate(8, generator=torch.Generator().manual_seed(0), labels=labels)
     assert images.shape == (8, 1, 28, 28) and images.min() >= -1 and images.max() <= 1
     assert images.std() > 0.3  # digits on black, not a flat image
+
+
+def test_default_run_names_never_collide(cli, folder, tmp_path, monkeypatch):
+    import datetime as dt
+
+    class Frozen(dt.datetime):  # every run starts in the same second
+        @classmethod
+        def now(cls, tz=None):
+            return dt.datetime(2026, 1, 2, 3, 4, 5)
+
+    monkeypatch.setattr(engine, "datetime", Frozen)
+    for _ in range(3):
+        assert train_tiny(cli, folder, "", "--max-steps", "1").exit_code == 0
+    names = sorted(p.parent.name for p in (tmp_path / "checkpoints" / "dcgan").glob("*/*.pt"))
+    assert names == ["20260102-030405", "20260102-030405-2", "20260102-030405-3"]
