@@ -73,8 +73,14 @@ Checkpoints = Annotated[Path | None, typer.Option(
 # Each model's own options (--nz, --ngf, ...) come from the registry, so a new model adds
 # options without touching this file; they are listed under every command that takes them.
 MODEL_OPTIONS = {"allow_extra_args": True, "ignore_unknown_options": True}
-OPTIONS_EPILOG = "Model options (--name VALUE, defaults in brackets):\n\n" + "\n\n".join(
-    f"{name}: {spec.describe_options()}" for name, spec in registry.MODELS.items())
+def options_epilog(title: str, kind: str) -> str:
+    """Help text listing each model's `kind` options (options, sample_options, ...)."""
+    return f"{title} (--name VALUE, defaults in brackets):\n\n" + "\n\n".join(
+        f"{name}: {spec.describe_options(getattr(spec, kind))}"
+        for name, spec in registry.MODELS.items() if getattr(spec, kind)) + "\n"
+
+
+OPTIONS_EPILOG = options_epilog("Model options", "options")
 
 
 def model_options(model: str, ctx: typer.Context) -> dict:
@@ -132,12 +138,8 @@ def train(
     raise typer.Exit(code)
 
 
-SAMPLE_EPILOG = "Model options of sample:\n\n" + "\n\n".join(
-    f"{name}: {spec.describe_options(spec.sample_options)}"
-    for name, spec in registry.MODELS.items() if spec.sample_options) + "\n"
-
-
-@app.command(context_settings=MODEL_OPTIONS, epilog=SAMPLE_EPILOG)
+@app.command(context_settings=MODEL_OPTIONS,
+             epilog=options_epilog("Model options of sample", "sample_options"))
 @friendly
 def sample(
     ctx: typer.Context,
@@ -218,12 +220,8 @@ def inspect(
         inspection.inspect_run(target, checkpoints_dir)
 
 
-TRANSLATE_EPILOG = "Model options of translate:\n\n" + "\n\n".join(
-    f"{name}: {spec.describe_options(spec.translate_options)}"
-    for name, spec in registry.MODELS.items() if spec.translate_options) + "\n"
-
-
-@app.command(context_settings=MODEL_OPTIONS, epilog=TRANSLATE_EPILOG)
+@app.command(context_settings=MODEL_OPTIONS,
+             epilog=options_epilog("Model options of translate", "translate_options"))
 @friendly
 def translate(
     ctx: typer.Context,
