@@ -127,11 +127,26 @@ def train(
     resume: Annotated[str | None, typer.Option(
         help="Continue a run (folder, checkpoint or model name for its newest run) "
              "exactly where it stopped, optimizer state and step count included.")] = None,
+    amp: Annotated[str | None, typer.Option(
+        help="Mixed precision: off, auto (bf16 on GPUs that have it, else fp16 with loss "
+             "scaling; bf16 on CPUs with native bf16), bf16 or fp16. Default off.")] = None,
+    channels_last: Annotated[bool | None, typer.Option(
+        "--channels-last/--no-channels-last",
+        help="NHWC memory format for the networks (faster convolutions).")] = None,
+    compile: Annotated[bool | None, typer.Option(
+        "--compile/--no-compile", help="torch.compile the networks (slow first steps, "
+                                       "faster after).")] = None,
+    sync_bn: Annotated[bool | None, typer.Option(
+        "--sync-bn/--no-sync-bn", help="Under torchrun: BatchNorm statistics over all "
+                                       "processes' batches (SyncBatchNorm, GPUs).")] = None,
     device: Device = "auto",
     num_threads: Threads = None,
     checkpoints_dir: Checkpoints = None,
 ) -> None:
-    """Train a model; writes checkpoints, sample grids and loss curves to its run folder."""
+    """Train a model; writes checkpoints, sample grids and loss curves to its run folder.
+
+    Multi-process: torchrun --nproc_per_node N -m gancli train MODEL ... (one process per
+    GPU, or gloo on CPU); --batch-size is per process."""
     from gancli import engine
 
     overrides = {
@@ -139,6 +154,7 @@ def train(
         "image_size": image_size, "epochs": epochs, "batch_size": batch_size, "seed": seed,
         "max_steps": max_steps, "save_every_steps": save_every_steps,
         "fid_every": fid_every, "fid_samples": fid_samples, "fid_features": features,
+        "amp": amp, "channels_last": channels_last, "compile": compile, "sync_bn": sync_bn,
         **model_options(model, ctx),
     }
     code = engine.train(model, overrides, name=name, resume=resume, device=device,

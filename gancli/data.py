@@ -219,15 +219,20 @@ class Batches:
 
     Because the order is a pure function of the epoch, resuming mid-epoch just skips the
     batches already seen, and a resumed run sees exactly what an uninterrupted one would.
+    Under torchrun (`world` > 1) this is the distributed sampler: every rank draws the same
+    permutation and takes every world-th image from offset `rank`, equal counts on each.
     """
 
     def __init__(self, tensors: dict[str, torch.Tensor], batch_size: int, seed: int,
                  device: torch.device, drop_last: bool = True,
-                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
-        n = len(next(iter(tensors.values())))
+                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 rank: int = 0, world: int = 1) -> None:
+        total = len(next(iter(tensors.values())))
+        n = total // world
         if n == 0:
-            raise GancliError("the dataset holds no images")
-        self.n = n
+            raise GancliError("the dataset holds no images" if not total else
+                              f"{total} images cannot be shared by {world} processes")
+        self.total, self.n, self.rank, self.world = total, n, rank, world
         self.batch_size = min(batch_size, n)
         self.seed = seed
         self.drop_last = drop_last
@@ -240,7 +245,7 @@ class Batches:
 
     def order(self, epoch: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        return torch.randperm(self.n, generator=g)
+        return torch.randperm(self.total, generator=g)[self.rank::self.world][:self.n]
 
     def epoch(self, epoch: int, skip: int = 0) -> Iterator[dict[str, torch.Tensor]]:
         perm = self.order(epoch)

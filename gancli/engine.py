@@ -22,7 +22,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from gancli import augment, checkpoint, data, pairs, registry, viz
+from gancli import accel, augment, checkpoint, data, pairs, registry, viz
+from gancli.distributed import World
 from gancli.errors import GancliError
 from gancli.trainers.base import Trainer
 
@@ -33,7 +34,7 @@ console = Console(stderr=True)
 AUGMENTS = {"none": None, "basic": None, "deluxe": augment.deluxe}
 
 # Options that may change when a run is resumed; everything else comes from the checkpoint.
-RESUMABLE = ("epochs", "max_steps", "save_every_steps")
+RESUMABLE = ("epochs", "max_steps", "save_every_steps", "amp", "channels_last", "compile")
 
 
 class Diverged(Exception):
@@ -204,7 +205,9 @@ def export_run(target: str, out: Path, half: bool = True, root: Path | None = No
 
 
 def _prepare_run(model: str, overrides: dict, name: str | None, resume: str | None,
-                 root: Path) -> tuple[dict, Run, dict | None]:
+                 root: Path) -> tuple[dict, Path, Path | None]:
+    """The run's config, folder and the checkpoint to resume from: a new folder, or the
+    resumed run's config with the options that may change on resume."""
     if resume:
         path = checkpoint.resolve(resume, root, registry.MODELS)
         ckpt = checkpoint.load(path)
@@ -216,7 +219,7 @@ def _prepare_run(model: str, overrides: dict, name: str | None, resume: str | No
                               "optimizer state; resume from the original run instead")
         cfg.update({k: overrides[k] for k in RESUMABLE if overrides.get(k) is not None})
         cfg["max_steps"] = overrides.get("max_steps")  # a stop condition for one invocation
-        return cfg, Run(path.parent), ckpt
+        return cfg, path.parent, path
     cfg = registry.get(model).config(overrides)
     if not name:  # a timestamp; runs started within the same second get -2, -3, ...
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -230,45 +233,80 @@ def _prepare_run(model: str, overrides: dict, name: str | None, resume: str | No
         (run.dir / "samples").mkdir(exist_ok=True)
     except OSError as exc:
         raise GancliError(f"cannot create run folder {run.dir}: {exc.strerror}") from None
-    return cfg, run, None
+    return cfg, run.dir, None
 
 
 def train(model: str, overrides: dict, *, name: str | None = None, resume: str | None = None,
           device: str = "auto", num_threads: int | None = None,
           root: Path | None = None) -> int:
-    """Everything `gancli train` does; returns the process exit code."""
+    """Everything `gancli train` does; returns the process exit code. Under torchrun each
+    process runs this; rank 0 alone prepares the run folder and writes to it."""
     if num_threads:
         torch.set_num_threads(num_threads)
-    dev = pick_device(device)
-    cfg, run, ckpt = _prepare_run(model, overrides, name, resume,
-                                  Path(root or checkpoint.default_dir()))
+    world = World.from_env()
+    console.quiet = not world.main
+    dev = world.start(pick_device(device))
+    try:
+        return _train(model, overrides, name, resume, dev, world,
+                      Path(root or checkpoint.default_dir()))
+    finally:
+        world.stop()
+
+
+def _train(model: str, overrides: dict, name: str | None, resume: str | None,
+           dev: torch.device, world: World, root: Path) -> int:
+    cfg, run_dir, resume_from = world.share(
+        lambda: _prepare_run(model, overrides, name, resume, root))
+    run = Run(run_dir)
+    ckpt = checkpoint.load(resume_from) if resume_from else None
     if cfg.get("data_root") is None:
         cfg["data_root"] = str(data.default_root())
     torch.manual_seed(cfg["seed"])
     spec = registry.get(cfg["model"])
     info = describe_data(spec, cfg)
     cfg["image_size"] = info["image_size"]
+    accel.tune(dev)
     trainer = build_trainer(cfg, info, dev)  # validates the size before loading any data
     tensors, trainer.info = load_data(spec, cfg)
     trainer.use_data(tensors)
     augment = AUGMENTS[cfg.get("augment") or "none"]
     batches = data.Batches(tensors, cfg["batch_size"], cfg["seed"], dev,
-                           transform=trainer.batch_transform() or augment)
+                           transform=trainer.batch_transform() or augment,
+                           rank=world.rank, world=world.size)
 
     state = RunState()
+    if world.enabled:  # same initial weights (DDP broadcasts rank 0's), different noise
+        torch.manual_seed(cfg["seed"] * 1_000 + 1 + world.rank)
     if ckpt is not None:
         trainer.load_state_dict(ckpt)
         state = RunState(**ckpt["state"])
-        set_rng_state(ckpt["rng"])
-        _truncate_logs(run, state.step)
+        set_rng_state(_own_rng(ckpt, world))
+        if world.main:
+            _truncate_logs(run, state.step)
+    world.wrap(trainer.nets, bool(cfg.get("sync_bn")))
+    if cfg.get("compile"):
+        accel.compile_nets(trainer.nets)
     state.commands.append(shlex.join(["gancli", *sys.argv[1:]]))
-    checkpoint.atomic_write(run.dir / "config.json", json.dumps(
-        {**cfg, "info": trainer.info, "commands": state.commands}, indent=2).encode())
+    if world.main:
+        checkpoint.atomic_write(run.dir / "config.json", json.dumps(
+            {**cfg, "info": trainer.info, "commands": state.commands}, indent=2).encode())
+    procs = f" x {world.size} processes" if world.enabled else ""
     console.print(f"[bold]{cfg['model']}[/] on {cfg['dataset']} ({trainer.info['num_images']} "
-                  f"images, {cfg['image_size']}px) on {dev} -> {run.dir}"
+                  f"images, {cfg['image_size']}px) on {dev}{procs} -> {run.dir}"
                   + (f"  [dim](resumed at epoch {state.epoch}, step {state.step})[/]"
                      if ckpt else ""))
-    return fit(trainer, batches, run, cfg, state, epoch_hooks(cfg, trainer))
+    hooks = epoch_hooks(cfg, trainer) if world.main else []
+    return fit(trainer, batches, run, cfg, state, hooks, world)
+
+
+def _own_rng(ckpt: dict, world: World) -> dict:
+    """This rank's RNG state from a checkpoint; a run resumed with another process count
+    gets fresh per-rank streams (all ranks drawing rank 0's noise would waste them)."""
+    ranks = ckpt.get("rng_ranks") or [ckpt["rng"]]
+    if len(ranks) == world.size:
+        return ranks[world.rank]
+    torch.manual_seed(ckpt["config"]["seed"] * 1_000 + 1 + world.rank + ckpt["state"]["step"])
+    return {"torch": torch.get_rng_state()}
 
 
 def _truncate_logs(run: Run, step: int) -> None:
@@ -284,29 +322,32 @@ def _truncate_logs(run: Run, step: int) -> None:
 
 
 class _Interrupt:
-    """First Ctrl-C asks the loop to save and stop; a second one stops at once."""
+    """First Ctrl-C (or SIGTERM: a cluster's preemption, torchrun stopping its workers) asks
+    the loop to save and stop; a second one stops at once."""
+
+    signals = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.requested = False
-        self.previous = None
+        self.previous: dict[int, Any] = {}
 
     def __enter__(self) -> _Interrupt:
         try:
-            self.previous = signal.signal(signal.SIGINT, self._handle)
+            self.previous = {sig: signal.signal(sig, self._handle) for sig in self.signals}
         except ValueError:  # not the main thread (e.g. inside a test runner's worker)
-            self.previous = None
+            self.previous = {}
         return self
 
     def _handle(self, signum, frame) -> None:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        console.print("\n[yellow]Ctrl-C: finishing this step and saving a checkpoint "
-                      "(press again to abort without saving)[/]")
+        console.print(f"\n[yellow]{signal.Signals(signum).name}: finishing this step and "
+                      "saving a checkpoint (Ctrl-C again aborts without saving)[/]")
 
     def __exit__(self, *exc) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
 
 def _epoch_table(trainer: Trainer, header: bool, columns: dict[str, str]) -> Table:
@@ -325,9 +366,11 @@ def _table_width(table: Table) -> int:
 
 
 def fit(trainer: Trainer, batches: data.Batches, run: Run, cfg: dict, state: RunState,
-        hooks: list[EpochHook] | None = None) -> int:
-    """Train until `epochs` (or `max_steps`) are done, Ctrl-C, or a loss diverges."""
+        hooks: list[EpochHook] | None = None, world: World | None = None) -> int:
+    """Train until `epochs` (or `max_steps`) are done, Ctrl-C, or a loss diverges. Every
+    rank runs this loop in step; only rank 0 (`world.main`) writes files."""
     hooks = hooks or []
+    world = world or World()
     columns = {k: title for hook in hooks for k, title in hook.columns.items()}
     rng_devices = [trainer.device] if trainer.device.type == "cuda" else []
     epochs, max_steps = cfg["epochs"], cfg["max_steps"]
@@ -342,16 +385,19 @@ def fit(trainer: Trainer, batches: data.Batches, run: Run, cfg: dict, state: Run
     trainer.train(True)
 
     def save() -> None:
-        checkpoint.save(run.checkpoint, {
-            "config": cfg, "info": trainer.info, "state": state.as_dict(),
-            "rng": rng_state(), **trainer.state_dict(),
-        })
+        rngs = world.gather(rng_state())  # each rank's own stream, for an exact resume
+        if world.main:
+            checkpoint.save(run.checkpoint, {
+                "config": cfg, "info": trainer.info, "state": state.as_dict(),
+                "rng": rngs[0], "rng_ranks": rngs, **trainer.state_dict(),
+            })
 
     def done() -> bool:
         return state.epoch >= epochs or (max_steps is not None and state.step >= max_steps)
 
+    halt = False  # Ctrl-C (or SIGTERM) reached some rank: every rank stops at this step
     with _Interrupt() as interrupt:
-        while not done() and not interrupt.requested:
+        while not done() and not halt:
             epoch_no = state.epoch + 1
             sums = {k: torch.zeros((), device=trainer.device) for k in keys}
             history: list[torch.Tensor] = []
@@ -367,23 +413,23 @@ def fit(trainer: Trainer, batches: data.Batches, run: Run, cfg: dict, state: Run
                     task = progress.add_task("train", total=per_epoch,
                                              completed=state.step_in_epoch, status="")
                     for batch in batches.epoch(state.epoch, state.step_in_epoch):
-                        out = trainer.train_step(batch)
-                        trainer.after_step()
+                        out = trainer.run_step(batch)
                         for k in keys:
                             sums[k] += out[k]
                         history.append(torch.stack([out[k] for k in trainer.curves]))
                         steps_here += 1
-                        images_here += len(batch["image"] if "image" in batch
-                                           else next(iter(batch.values())))
+                        images_here += world.size * len(batch["image"] if "image" in batch
+                                                        else next(iter(batch.values())))
                         state.step += 1
                         state.step_in_epoch += 1
-                        stop = interrupt.requested or done()
+                        halt = world.any(interrupt.requested, trainer.device)
+                        stop = halt or done()
                         if steps_here % log_every == 0 or stop:
-                            means = _means(sums, steps_here)
+                            means = _means(sums, steps_here, world)
                             progress.update(task, completed=state.step_in_epoch, status="  ".join(
                                 f"{trainer.metrics[k]} {v:.3f}" for k, v in means.items()))
                         if save_every and state.step % save_every == 0 and not stop:
-                            _means(sums, steps_here)
+                            _means(sums, steps_here, world)
                             save()
                         if stop:
                             break
@@ -399,13 +445,14 @@ def fit(trainer: Trainer, batches: data.Batches, run: Run, cfg: dict, state: Run
             state.seconds += seconds
             row = {"epoch": epoch_no, "step": state.step,
                    "complete": state.step_in_epoch == 0,
-                   **_means(sums, max(steps_here, 1)),
+                   **_means(sums, max(steps_here, 1), world),
                    "images_per_s": images_here / seconds if seconds else 0.0,
                    "seconds": seconds}
             with torch.random.fork_rng(devices=rng_devices):  # hooks never move training's RNG
                 for hook in hooks:
                     row.update(hook.after_epoch(trainer, row))
-            _log_epoch(trainer, run, row, history, real)
+            if world.main:
+                _log_epoch(trainer, run, row, history, real)
             save()
             for hook in hooks:
                 hook.after_save(run, row)
@@ -423,7 +470,7 @@ def fit(trainer: Trainer, batches: data.Batches, run: Run, cfg: dict, state: Run
 
     for hook in hooks:
         hook.finish(run)
-    if interrupt.requested and not done():
+    if halt and not done():
         console.print(f"[yellow]Interrupted at epoch {state.epoch + 1}, step {state.step}; "
                       f"checkpoint saved. Resume with:[/] gancli train {cfg['model']} "
                       f"--resume {run.dir}")
@@ -432,9 +479,12 @@ def fit(trainer: Trainer, batches: data.Batches, run: Run, cfg: dict, state: Run
     return 0
 
 
-def _means(sums: dict[str, torch.Tensor], n: int) -> dict[str, float]:
-    """The one host sync per log interval; also where a diverged loss is caught."""
-    means = {k: (v / n).item() for k, v in sums.items()}
+def _means(sums: dict[str, torch.Tensor], n: int, world: World | None = None
+           ) -> dict[str, float]:
+    """The one host sync per log interval, averaged over ranks (so all ranks see the same
+    values); also where a diverged loss is caught, on every rank at once."""
+    world = world or World()
+    means = {k: world.mean(v / n).item() for k, v in sums.items()}
     bad = [k for k, v in means.items() if not math.isfinite(v)]
     if bad:
         raise Diverged(f"{bad[0]} became {means[bad[0]]}")

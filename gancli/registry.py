@@ -25,6 +25,12 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "fid_every": None,
     "fid_samples": 2000,
     "fid_features": "inception",
+    # speed levers (gancli.accel); they may change when a run is resumed
+    "amp": "off",
+    "channels_last": False,
+    "compile": False,
+    # multi-process training (torchrun): BatchNorm statistics over all processes' batches
+    "sync_bn": False,
 }
 
 

@@ -10,7 +10,9 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from gancli import accel
 from gancli.augment import diffaugment, parse_policy
+from gancli.distributed import plain
 from gancli.ema import ema_update, make_ema
 from gancli.errors import GancliError
 from gancli.nets.spectral import apply_spectral_norm
@@ -55,8 +57,38 @@ class Trainer(ABC):
         if cfg.get("ema"):
             nets.update({f"{name}_ema": make_ema(nets[name]) for name in self.generators})
         self.nets: dict[str, nn.Module] = {k: v.to(device) for k, v in nets.items()}
+        if cfg.get("channels_last"):
+            accel.channels_last(self.nets.values())
         self.diffaug_policy = parse_policy(cfg.get("diffaug") or "")
+        self.amp = accel.amp_dtype(cfg.get("amp"), device)
+        # fp16 gradients underflow without loss scaling; bf16 has fp32's exponent range
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp == torch.float16)
         self.opts: dict[str, torch.optim.Optimizer] = self.make_optimizers()
+
+    def adam(self, params, **kwargs) -> torch.optim.Adam:
+        """The optimizer every recipe uses, with the device's fastest implementation."""
+        return accel.adam(params, self.device, **kwargs)
+
+    def run_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """What the engine calls per batch: train_step under --amp's autocast, then
+        after_step (EMA) in full precision."""
+        with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
+            out = self.train_step(batch)
+        self.after_step()
+        return out
+
+    def optimize(self, name: str, loss: torch.Tensor, clip: float | None = None) -> None:
+        """Backward `loss` into optimizer `name`'s parameters and step it (loss-scaled under
+        --amp fp16; gradients clipped to norm `clip` if given)."""
+        opt = self.opts[name]
+        opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if clip is not None:
+            self.scaler.unscale_(opt)
+            params = [p for group in opt.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, clip)
+        self.scaler.step(opt)
+        self.scaler.update()
 
     def diffaug(self, x: torch.Tensor) -> torch.Tensor:
         """DiffAugment (--diffaug) for every image a discriminator sees, real or fake."""
@@ -66,15 +98,16 @@ class Trainer(ABC):
         """Called by the engine after each train_step: moves the EMA copies (--ema)."""
         if self.cfg.get("ema"):
             for name in self.generators:
-                ema_update(self.nets[f"{name}_ema"], self.nets[name], self.cfg["ema"])
+                ema_update(self.nets[f"{name}_ema"], plain(self.nets[name]), self.cfg["ema"])
 
     def epoch_hooks(self) -> list:
         """`engine.EpochHook`s this recipe wants run between epochs (e.g. test accuracy)."""
         return []
 
     def sampler(self, name: str = "G") -> nn.Module:
-        """The network to sample from: its EMA copy when --ema is on."""
-        return self.nets.get(f"{name}_ema", self.nets[name])
+        """The network to sample from: its EMA copy when --ema is on (never a DDP wrapper:
+        only rank 0 samples)."""
+        return plain(self.nets.get(f"{name}_ema", self.nets[name]))
 
     @abstractmethod
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -144,8 +177,9 @@ class Trainer(ABC):
 
     def state_dict(self) -> dict:
         return {
-            "nets": {k: v.state_dict() for k, v in self.nets.items()},
+            "nets": {k: plain(v).state_dict() for k, v in self.nets.items()},
             "opts": {k: v.state_dict() for k, v in self.opts.items()},
+            "scaler": self.scaler.state_dict(),
         }
 
     def load_state_dict(self, state: dict, optimizers: bool = True) -> None:
@@ -153,7 +187,9 @@ class Trainer(ABC):
         networks that sample, so the others keep their fresh initialisation."""
         for k, net in self.nets.items():
             if k in state["nets"] or not state.get("exported"):
-                net.load_state_dict(state["nets"][k])
+                plain(net).load_state_dict(state["nets"][k])
         if optimizers:
             for k, opt in self.opts.items():
                 opt.load_state_dict(state["opts"][k])
+            if state.get("scaler") and self.scaler.is_enabled():
+                self.scaler.load_state_dict(state["scaler"])

@@ -42,7 +42,7 @@ class Classifier(Trainer):
         self.steps = 0
 
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"C": torch.optim.Adam(self.nets["C"].parameters(), lr=self.cfg["lr"])}
+        return {"C": self.adam(self.nets["C"].parameters(), lr=self.cfg["lr"])}
 
     def after_step(self) -> None:
         """Decay the learning rate linearly to 0 over --epochs: the last epochs settle the
@@ -70,9 +70,7 @@ class Classifier(Trainer):
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         logits = self.nets["C"](batch["image"])
         loss = F.cross_entropy(logits, batch["label"])
-        self.opts["C"].zero_grad(set_to_none=True)
-        loss.backward()
-        self.opts["C"].step()
+        self.optimize("C", loss)
         acc = (logits.detach().argmax(1) == batch["label"]).float().mean()
         return {"loss": loss.detach(), "acc": acc}
 

@@ -48,7 +48,7 @@ class DDPM(Trainer):
         return bool(self.cfg["conditional"])
 
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"unet": torch.optim.Adam(self.nets["unet"].parameters(), lr=self.cfg["lr"])}
+        return {"unet": self.adam(self.nets["unet"].parameters(), lr=self.cfg["lr"])}
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         x0 = batch["image"]
@@ -60,11 +60,7 @@ class DDPM(Trainer):
             drop = torch.rand(n, device=self.device) < self.cfg["label_drop"]
             y = batch["label"].masked_fill(drop, self.null_label)
         loss = F.mse_loss(self.nets["unet"](self.schedule.q_sample(x0, t, noise), t, y), noise)
-        opt = self.opts["unet"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.nets["unet"].parameters(), 1.0)  # as Ho et al.
-        opt.step()
+        self.optimize("unet", loss, clip=1.0)  # clipped as Ho et al.
         self.steps += 1
         return {"loss": loss.detach()}
 

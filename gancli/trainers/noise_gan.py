@@ -156,7 +156,7 @@ class NoiseGAN(Trainer):
 
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         betas = (self.cfg["beta1"], self.cfg["beta2"])
-        return {k: torch.optim.Adam(self.nets[k].parameters(), lr=self.cfg["lr"], betas=betas)
+        return {k: self.adam(self.nets[k].parameters(), lr=self.cfg["lr"], betas=betas)
                 for k in ("G", "D")}
 
     def judge(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
@@ -184,15 +184,11 @@ class NoiseGAN(Trainer):
         fake_out = self.judge(fake.detach(), y_fake)
         loss_d, stats = self.head.d_loss(self.judge(real, y_real), fake_out, y_real, y_fake)
         extra, extra_stats = self.penalty(real, fake.detach())
-        self.opts["D"].zero_grad(set_to_none=True)
-        (loss_d + extra).backward()
-        self.opts["D"].step()
+        self.optimize("D", loss_d + extra)
 
         if g_turn:
             loss_g = self.head.g_loss(self.judge(fake, y_fake), y_fake)
-            self.opts["G"].zero_grad(set_to_none=True)
-            loss_g.backward()
-            self.opts["G"].step()
+            self.optimize("G", loss_g)
         else:  # G rests (critic steps): its loss on the outputs D already gave, no extra pass
             loss_g = self.head.g_loss(fake_out.detach(), y_fake)
         return {"loss_d": (loss_d + extra).detach(), "loss_g": loss_g.detach(), **stats,
@@ -302,5 +298,9 @@ class WGANGP(NoiseGAN):
         return Critic()
 
     def penalty(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, Stats]:
-        gp = gradient_penalty(self.nets["D"], real, fake)
+        # under --amp fp16 the inner gradients would underflow: the penalty runs in fp32
+        fp16 = self.amp == torch.float16
+        with torch.autocast(self.device.type, enabled=not fp16 and self.amp is not None,
+                            dtype=self.amp or torch.bfloat16):
+            gp = gradient_penalty(self.nets["D"], real, fake)
         return self.cfg["gp_weight"] * gp, {"gp": gp.detach()}
