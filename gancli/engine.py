@@ -246,6 +246,7 @@ def train(model: str, overrides: dict, *, name: str | None = None, resume: str |
     world = World.from_env()
     console.quiet = not world.main
     dev = world.start(pick_device(device))
+    accel.amp_dtype(overrides.get("amp"), dev)  # before a run folder is made
     try:
         return _train(model, overrides, name, resume, dev, world,
                       Path(root or checkpoint.default_dir()))
