@@ -62,20 +62,29 @@ def parse_policy(text: str) -> tuple[str, ...]:
     return names
 
 
-def diffaugment(x: torch.Tensor, policy: tuple[str, ...]) -> torch.Tensor:
-    """DiffAugment: differentiable colour, translation and cutout, per image."""
+def diffaugment(x: torch.Tensor, policy: tuple[str, ...],
+                channels: int | None = None) -> torch.Tensor:
+    """DiffAugment: differentiable colour, translation and cutout, per image.
+
+    `channels`: each item of `x` is several images of this many channels stacked along
+    dim 1 (a pix2pix (input, output) pair). They share one random draw, so they stay
+    aligned, but colour statistics are taken per image, so saturation never blends one
+    image of the pair into the other.
+    """
     for name in policy:
-        x = _POLICIES[name](x)
+        x = _color(x, channels) if name == "color" else _GEOMETRIC[name](x)
     return x
 
 
-def _color(x: torch.Tensor) -> torch.Tensor:
+def _color(x: torch.Tensor, channels: int | None = None) -> torch.Tensor:
     n = x.shape[0]
-    x = x + (_rand(n, x) - 0.5).view(n, 1, 1, 1)  # brightness: +-0.5 in [-1, 1] units
-    mean = x.mean(dim=1, keepdim=True)
-    x = (x - mean) * _rand(n, x, 0, 2).view(n, 1, 1, 1) + mean  # saturation 0..2
-    mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    return (x - mean) * _rand(n, x, 0.5, 1.5).view(n, 1, 1, 1) + mean  # contrast 0.5..1.5
+    v = x.reshape(n, -1, channels or x.shape[1], *x.shape[2:])  # (N, images, C, H, W)
+    v = v + (_rand(n, x) - 0.5).view(n, 1, 1, 1, 1)  # brightness: +-0.5 in [-1, 1] units
+    mean = v.mean(dim=2, keepdim=True)
+    v = (v - mean) * _rand(n, x, 0, 2).view(n, 1, 1, 1, 1) + mean  # saturation 0..2
+    mean = v.mean(dim=(2, 3, 4), keepdim=True)
+    v = (v - mean) * _rand(n, x, 0.5, 1.5).view(n, 1, 1, 1, 1) + mean  # contrast 0.5..1.5
+    return v.reshape(x.shape)
 
 
 def _translation(x: torch.Tensor, ratio: float = 0.125) -> torch.Tensor:
@@ -105,4 +114,4 @@ def _cutout(x: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
     return x * (~inside).unsqueeze(1).to(x.dtype)
 
 
-_POLICIES = {"color": _color, "translation": _translation, "cutout": _cutout}
+_GEOMETRIC = {"translation": _translation, "cutout": _cutout}

@@ -17,14 +17,18 @@ console = Console()
 
 
 def trace(net: nn.Module, inputs: tuple[torch.Tensor, ...]) -> list[tuple[str, str, str, int]]:
-    """(name, layer type, output shape, own parameters) for every leaf layer, in call order."""
+    """(name, layer type, output shape, own parameters) for every leaf layer, in call order.
+
+    A spectrally normalised layer is one leaf: its `parametrizations` are not layers.
+    """
     rows: list[tuple[str, str, str, int]] = []
     hooks = []
     for name, module in net.named_modules():
-        if name and not any(True for _ in module.children()):
+        if (name and "parametrizations" not in name.split(".")
+                and all(child == "parametrizations" for child, _ in module.named_children())):
             def hook(mod, args, out, name=name):
                 shape = tuple(out.shape[1:]) if torch.is_tensor(out) else "-"
-                params = sum(p.numel() for p in mod.parameters(recurse=False))
+                params = sum(p.numel() for p in mod.parameters())
                 rows.append((name, type(mod).__name__, str(shape), params))
             hooks.append(module.register_forward_hook(hook))
     try:

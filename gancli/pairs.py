@@ -14,10 +14,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import torch
 
+from gancli import augment
 from gancli.data import default_root, list_images, read_image, resize_uint8
 from gancli.errors import GancliError
 
@@ -191,6 +193,35 @@ def jitter(x: torch.Tensor, size: int) -> torch.Tensor:
         crop = x[i, :, tops[i]:tops[i] + size, lefts[i]:lefts[i] + size]
         crops.append(crop.flip(-1) if flips[i] else crop)
     return torch.stack(crops)
+
+
+def real_transform(cfg: dict, paired: bool, channels: int
+                   ) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The random changes to every real batch (A and B stacked along channels by
+    `data.jointly`): --jitter's crop and flip, then --augment deluxe. A pair shares one
+    deluxe draw, so input and target stay aligned and autocontrast stretches both alike;
+    unpaired images have nothing to do with each other and get one draw each."""
+    steps: list[Callable[[torch.Tensor], torch.Tensor]] = []
+    if cfg["jitter"]:
+        steps.append(partial(jitter, size=cfg["image_size"]))
+    if cfg.get("augment") == "deluxe":
+        steps.append(augment.deluxe if paired
+                     else partial(_each_image, augment.deluxe, channels))
+    return partial(_chain, steps) if steps else None
+
+
+def _chain(steps: list[Callable[[torch.Tensor], torch.Tensor]], x: torch.Tensor
+           ) -> torch.Tensor:
+    for step in steps:
+        x = step(x)
+    return x
+
+
+def _each_image(transform: Callable[[torch.Tensor], torch.Tensor], channels: int,
+                x: torch.Tensor) -> torch.Tensor:
+    """`transform` on each image of a channel-stacked batch as if it were alone."""
+    n, _, h, w = x.shape
+    return transform(x.reshape(-1, channels, h, w)).reshape(n, -1, h, w)
 
 
 def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:

@@ -229,13 +229,28 @@ IMAGE_TO_IMAGE_OPTIONS = {
                         "flip (the same crop and flip for both images of a pair)"),
 }
 
+# The noise GANs' techniques, as pix2pix and CycleGAN apply them.
+IMAGE_TO_IMAGE_TECHNIQUES = {
+    **TECHNIQUES,
+    "augment": Opt("basic", "real-image augmentation: none|basic (resize + scale) or deluxe "
+                            "(random resized crop, flip, autocontrast) after --jitter; one "
+                            "draw per pix2pix pair, one per CycleGAN image",
+                   ("none", "basic", "deluxe")),
+    "diffaug": Opt("", "DiffAugment policies before every D call, real and fake (pix2pix: "
+                       "one draw per (input, output) pair): any of color,translation,cutout"),
+    "spectral_norm": Opt(False, "spectral normalisation on the discriminators' conv layers "
+                                "(their batch/instance norm removed: SN-PatchGAN)"),
+    "ema": Opt(0.0, "EMA decay of the generators' weights used by translate and the "
+                    "previews (0: off; e.g. 0.999)"),
+}
+
 PIX2PIX_OPTIONS = {
     "direction": Opt("BtoA", "which half of an A|B pair is the input (facades: BtoA = "
                              "label map -> photo)", ("AtoB", "BtoA")),
     **IMAGE_TO_IMAGE_OPTIONS,
     "dropout": Opt(0.5, "dropout in the 3 innermost U-Net decoder blocks (0: none)"),
-    "gan_loss": Opt("bce", "adversarial loss", ("bce", "lsgan")),
     "l1_weight": Opt(100.0, "weight (lambda) of the L1 loss to the target"),
+    **IMAGE_TO_IMAGE_TECHNIQUES,
 }
 
 CYCLEGAN_OPTIONS = {
@@ -250,6 +265,8 @@ CYCLEGAN_OPTIONS = {
     "pool": Opt(50, "past fakes kept for the discriminators (0: only the newest batch)"),
     "decay_start": Opt(0.5, "fraction of --epochs after which the learning rate decays "
                             "linearly to 0"),
+    **IMAGE_TO_IMAGE_TECHNIQUES,
+    "loss": Opt("lsgan", "adversarial loss (the paper's: lsgan)", ("bce", "lsgan", "hinge")),
 }
 
 DIRECTION = Opt(None, "AtoB or BtoA (pix2pix: the run's own direction, the only one it "

@@ -13,6 +13,7 @@ import torch
 
 from gancli import checkpoint, data
 from gancli.distributed import World
+from tests.test_image_to_image import CYC, P2P, make_domains, make_pairs
 
 WORKER = Path(__file__).parent / "workers" / "ddp_steps.py"
 TINY_DDP = ["--dataset", "mnist-mini", "--image-size", "16", "--ngf", "8", "--ndf", "8",
@@ -63,6 +64,21 @@ def test_torchrun_run_folder_is_complete_and_resume_is_exact(tmp_path):
     for net in ("G", "D"):
         for k, v in ckpt["nets"][net].items():
             assert torch.equal(v, resumed["nets"][net][k]), (net, k)
+
+
+@pytest.mark.parametrize("model", ["pix2pix", "cyclegan"])
+def test_image_to_image_models_train_under_torchrun(model, tmp_path):
+    """Their discriminators' parameters are switched off during G's step, their generators
+    have dropout (pix2pix) and two nets share an optimizer (CycleGAN): DDP copes with all."""
+    os.environ["GANCLI_CHECKPOINTS"] = str(tmp_path / "checkpoints")
+    folder = (make_pairs(tmp_path / "pairs") if model == "pix2pix"
+              else make_domains(tmp_path / "domains"))
+    result = torchrun("-m", "gancli", "train", model, "--dataset", f"folder:{folder}",
+                      *(P2P if model == "pix2pix" else CYC), "--batch-size", "2",
+                      "--max-steps", "3", "--name", "r", "--num-threads", "1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ckpt = checkpoint.load(tmp_path / "checkpoints" / model / "r" / "checkpoint.pt")
+    assert ckpt["state"]["step"] == 3
 
 
 def test_batches_shard_one_permutation_without_overlap():

@@ -7,14 +7,16 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from gancli.errors import GancliError
 
-NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
+NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.InstanceNorm2d)
 
 
 def apply_spectral_norm(net: nn.Module) -> nn.Module:
     """Constrain every conv/linear layer of `net` to spectral norm ~1, in place.
 
-    BatchNorm is removed (replaced by Identity): it rescales activations and so undoes the
-    Lipschitz bound that spectral normalisation is there to give.
+    Batch and instance norm are removed (replaced by Identity): they rescale activations
+    and so undo the Lipschitz bound that spectral normalisation is there to give. Instance
+    norm (the PatchGAN's) would even cancel it outright, IN(W x / sigma) = IN(W x), so a
+    spectrally normalised PatchGAN is the norm-free SN-PatchGAN (Yu et al. 2019).
     """
     layers = 0
     for parent in list(net.modules()):

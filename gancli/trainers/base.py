@@ -104,6 +104,11 @@ class Trainer(ABC):
         """`engine.EpochHook`s this recipe wants run between epochs (e.g. test accuracy)."""
         return []
 
+    def frozen(self, name: str) -> nn.Module:
+        """A discriminator as a generator's step calls it: outside DDP, because its
+        gradients are not wanted there and DDP would all-reduce them every step."""
+        return plain(self.nets[name])
+
     def sampler(self, name: str = "G") -> nn.Module:
         """The network to sample from: its EMA copy when --ema is on (never a DDP wrapper:
         only rank 0 samples)."""

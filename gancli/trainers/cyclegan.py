@@ -4,7 +4,6 @@ cycle-consistency loss that makes unpaired translation keep the content of its i
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -12,7 +11,14 @@ import torch.nn.functional as F
 from gancli import pairs
 from gancli.data import to_float
 from gancli.trainers.base import Trainer, evaluating
-from gancli.trainers.pix2pix import CHUNK, PREVIEW, adversarial, receptive_field_table, trainable
+from gancli.trainers.pix2pix import (
+    CHUNK,
+    PREVIEW,
+    d_adversarial,
+    g_adversarial,
+    receptive_field_table,
+    trainable,
+)
 
 
 class ImagePool:
@@ -53,7 +59,8 @@ def lr_factor(step: int, total: int, decay_start: float) -> float:
 
 
 class CycleGAN(Trainer):
-    """LSGAN + lambda * cycle L1 (+ identity L1), pools of past fakes, decaying Adam rate."""
+    """GAN (--loss, the paper's LSGAN by default) + lambda * cycle L1 (+ identity L1), pools
+    of past fakes, decaying Adam rate."""
 
     metrics = {"d_a": "D_A", "d_b": "D_B", "adv_ab": "G_AB adv", "adv_ba": "G_BA adv",
                "cyc_a": "cyc ABA", "cyc_b": "cyc BAB", "idt_a": "idt A", "idt_b": "idt B"}
@@ -68,12 +75,12 @@ class CycleGAN(Trainer):
 
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         betas = (self.cfg["beta1"], self.cfg["beta2"])
-        return {k: torch.optim.Adam([p for name in names for p in self.nets[name].parameters()],
-                                    lr=self.cfg["lr"], betas=betas)
+        return {k: self.adam([p for name in names for p in self.nets[name].parameters()],
+                             lr=self.cfg["lr"], betas=betas)
                 for k, names in (("G", self.generators), ("D", self.discriminators))}
 
     def batch_transform(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
-        return partial(pairs.jitter, size=self.cfg["image_size"]) if self.cfg["jitter"] else None
+        return pairs.real_transform(self.cfg, paired=False, channels=self.info["channels"])
 
     def use_data(self, tensors: dict[str, torch.Tensor]) -> None:
         self.fixed = {k: to_float(pairs.center_crop(tensors[k][:PREVIEW],
@@ -90,14 +97,15 @@ class CycleGAN(Trainer):
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         G_AB, G_BA, D_A, D_B = (self.nets[k] for k in ("G_AB", "G_BA", "D_A", "D_B"))
+        kind, aug = self.cfg["loss"], self.diffaug
         a, b = batch["A"], batch["B"]
         self._schedule()
         self.step += 1
 
         trainable(False, D_A, D_B)
         fake_b, fake_a = G_AB(a), G_BA(b)
-        adv_ab = adversarial(D_B(fake_b), True, "lsgan")
-        adv_ba = adversarial(D_A(fake_a), True, "lsgan")
+        adv_ab = g_adversarial(self.frozen("D_B")(aug(fake_b)), kind)
+        adv_ba = g_adversarial(self.frozen("D_A")(aug(fake_a)), kind)
         cyc_a, cyc_b = F.l1_loss(G_BA(fake_b), a), F.l1_loss(G_AB(fake_a), b)
         loss_g = adv_ab + adv_ba + self.cfg["cycle_weight"] * (cyc_a + cyc_b)
         if self.cfg["identity"]:  # G_AB should leave a B image alone, and G_BA an A image
@@ -105,25 +113,23 @@ class CycleGAN(Trainer):
             loss_g = loss_g + self.cfg["identity"] * self.cfg["cycle_weight"] * (idt_a + idt_b)
         else:
             idt_a = idt_b = torch.zeros((), device=self.device)
-        self.opts["G"].zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opts["G"].step()
+        self.optimize("G", loss_g)
         trainable(True, D_A, D_B)
 
         old_a, old_b = self.pools["A"].query(fake_a), self.pools["B"].query(fake_b)
-        d_a = 0.5 * (adversarial(D_A(a), True, "lsgan") + adversarial(D_A(old_a), False, "lsgan"))
-        d_b = 0.5 * (adversarial(D_B(b), True, "lsgan") + adversarial(D_B(old_b), False, "lsgan"))
-        self.opts["D"].zero_grad(set_to_none=True)
-        (d_a + d_b).backward()
-        self.opts["D"].step()
+        d_a = d_adversarial(D_A(aug(a)), D_A(aug(old_a)), kind)
+        d_b = d_adversarial(D_B(aug(b)), D_B(aug(old_b)), kind)
+        self.optimize("D", d_a + d_b)
 
         return {k: v.detach() for k, v in {
             "d_a": d_a, "d_b": d_b, "adv_ab": adv_ab, "adv_ba": adv_ba,
             "cyc_a": cyc_a, "cyc_b": cyc_b, "idt_a": idt_a, "idt_b": idt_b}.items()}
 
     def _run(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        with evaluating(self.nets[name]):
-            return torch.cat([self.nets[name](chunk) for chunk in x.split(CHUNK)])
+        """Generator `name`'s outputs (its EMA copy with --ema) in eval mode, in chunks."""
+        G = self.sampler(name)
+        with evaluating(G):
+            return torch.cat([G(chunk) for chunk in x.split(CHUNK)])
 
     def preview(self) -> tuple[torch.Tensor, int]:
         """Rows: A, A -> B, A -> B -> A, then B, B -> A, B -> A -> B."""
@@ -146,7 +152,8 @@ class CycleGAN(Trainer):
 
     def example_inputs(self) -> dict[str, tuple[torch.Tensor, ...]]:
         size, c = self.cfg["image_size"], self.info["channels"]
-        return {k: (torch.zeros(1, c, size, size, device=self.device),) for k in self.nets}
+        return {k: (torch.zeros(1, c, size, size, device=self.device),)
+                for k in (*self.generators, *self.discriminators)}
 
     def summaries(self) -> list[tuple[str, list[str], list[list[str]]]]:
         return ([receptive_field_table(self.info["channels"], self.cfg)]

@@ -159,9 +159,12 @@ class NoiseGAN(Trainer):
         return {k: self.adam(self.nets[k].parameters(), lr=self.cfg["lr"], betas=betas)
                 for k in ("G", "D")}
 
-    def judge(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        """D's outputs for images (DiffAugmented if --diffaug), told the class if it takes it."""
-        return self.nets["D"](self.diffaug(images), labels if self.head.d_labels else None)
+    def judge(self, images: torch.Tensor, labels: torch.Tensor | None,
+              frozen: bool = False) -> torch.Tensor:
+        """D's outputs for images (DiffAugmented if --diffaug), told the class if it takes
+        it; `frozen`: D as G's step uses it."""
+        D = self.frozen("D") if frozen else self.nets["D"]
+        return D(self.diffaug(images), labels if self.head.d_labels else None)
 
     def penalty(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, Stats]:
         """A term added to D's loss, with its statistics; none here."""
@@ -187,7 +190,7 @@ class NoiseGAN(Trainer):
         self.optimize("D", loss_d + extra)
 
         if g_turn:
-            loss_g = self.head.g_loss(self.judge(fake, y_fake), y_fake)
+            loss_g = self.head.g_loss(self.judge(fake, y_fake, frozen=True), y_fake)
             self.optimize("G", loss_g)
         else:  # G rests (critic steps): its loss on the outputs D already gave, no extra pass
             loss_g = self.head.g_loss(fake_out.detach(), y_fake)

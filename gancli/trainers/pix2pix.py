@@ -4,30 +4,43 @@ output; D judges (input, output) pairs patch by patch; L1 to the target keeps th
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from gancli import pairs
+from gancli.augment import diffaugment
 from gancli.data import to_float
 from gancli.errors import GancliError
 from gancli.nets.patchgan import output_size, patchgan, receptive_field
 from gancli.nets.unet import block_shapes
+from gancli.registry import ModelSpec
 from gancli.trainers.base import Trainer, evaluating
 
 PREVIEW = 8  # inputs in the per-epoch grid
 CHUNK = 16  # images per forward pass when translating
 
 
-def adversarial(pred: torch.Tensor, real: bool, kind: str) -> torch.Tensor:
-    """The pix2pix/CycleGAN GAN loss on raw D outputs: BCE with logits, or least squares
-    (LSGAN) towards 1 for real and 0 for fake. G uses the real target (non-saturating)."""
-    target = torch.full_like(pred, 1.0 if real else 0.0)
+def _towards(pred: torch.Tensor, target: float, kind: str) -> torch.Tensor:
+    """BCE with logits, or least squares (LSGAN), of raw D outputs towards a 0/1 target."""
+    full = torch.full_like(pred, target)
     if kind == "lsgan":
-        return F.mse_loss(pred, target)
-    return F.binary_cross_entropy_with_logits(pred, target)
+        return F.mse_loss(pred, full)
+    return F.binary_cross_entropy_with_logits(pred, full)
+
+
+def d_adversarial(real: torch.Tensor, fake: torch.Tensor, kind: str) -> torch.Tensor:
+    """The pix2pix/CycleGAN D loss (--loss) on raw outputs for real and fake images, halved
+    as in both papers so D learns more slowly than G: bce, lsgan or hinge."""
+    if kind == "hinge":
+        return 0.5 * (F.relu(1 - real).mean() + F.relu(1 + fake).mean())
+    return 0.5 * (_towards(real, 1.0, kind) + _towards(fake, 0.0, kind))
+
+
+def g_adversarial(fake: torch.Tensor, kind: str) -> torch.Tensor:
+    """G's side: D's outputs for fakes towards "real" (non-saturating), or -D for hinge."""
+    return -fake.mean() if kind == "hinge" else _towards(fake, 1.0, kind)
 
 
 def trainable(on: bool, *nets: nn.Module) -> None:
@@ -52,11 +65,16 @@ def receptive_field_table(cin: int, cfg: dict) -> tuple[str, list[str], list[lis
 
 
 class Pix2Pix(Trainer):
-    """GAN (BCE or LSGAN) + lambda * L1, Adam for G and D, as in the paper."""
+    """GAN (--loss) + lambda * L1, Adam for G and D, as in the paper."""
 
     metrics = {"loss_d": "D loss", "g_gan": "G GAN", "l1": "L1", "d_real": "D(real)",
                "d_fake": "D(fake)"}
     curves = ("loss_d", "g_gan", "l1")
+
+    def __init__(self, spec: ModelSpec, cfg: dict, info: dict, device: torch.device) -> None:
+        if "gan_loss" in cfg:  # a run from before --loss replaced --gan-loss keeps its loss
+            cfg = {**{k: v for k, v in cfg.items() if k != "gan_loss"}, "loss": cfg["gan_loss"]}
+        super().__init__(spec, cfg, info, device)
 
     @property
     def keys(self) -> tuple[str, str]:
@@ -65,11 +83,11 @@ class Pix2Pix(Trainer):
 
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         betas = (self.cfg["beta1"], self.cfg["beta2"])
-        return {k: torch.optim.Adam(net.parameters(), lr=self.cfg["lr"], betas=betas)
-                for k, net in self.nets.items()}
+        return {k: self.adam(self.nets[k].parameters(), lr=self.cfg["lr"], betas=betas)
+                for k in ("G", "D")}
 
     def batch_transform(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
-        return partial(pairs.jitter, size=self.cfg["image_size"]) if self.cfg["jitter"] else None
+        return pairs.real_transform(self.cfg, paired=True, channels=self.info["channels"])
 
     def use_data(self, tensors: dict[str, torch.Tensor]) -> None:
         """The first pairs, centre-cropped (un-jittered), are the preview inputs."""
@@ -78,36 +96,45 @@ class Pix2Pix(Trainer):
                            for k in self.keys)
 
     def _score(self, pred: torch.Tensor) -> torch.Tensor:
-        """D's mean verdict: a probability for BCE, the raw output for LSGAN."""
+        """D's mean verdict: a probability for BCE, the raw output for LSGAN and hinge."""
         pred = pred.detach()
-        return (torch.sigmoid(pred) if self.cfg["gan_loss"] == "bce" else pred).mean()
+        return (torch.sigmoid(pred) if self.cfg["loss"] == "bce" else pred).mean()
+
+    def diffaug(self, x: torch.Tensor) -> torch.Tensor:
+        """DiffAugment of (input, output) pairs stacked along channels: one draw per pair,
+        so translation and cutout keep the two aligned, colour statistics per image."""
+        return (diffaugment(x, self.diffaug_policy, self.info["channels"])
+                if self.diffaug_policy else x)
+
+    def judge(self, x: torch.Tensor, y: torch.Tensor, frozen: bool = False) -> torch.Tensor:
+        """D's patch outputs for (input, output) pairs, DiffAugmented as one image (D as
+        G's step uses it when `frozen`)."""
+        D = self.frozen("D") if frozen else self.nets["D"]
+        return D(self.diffaug(torch.cat([x, y], 1)))
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        G, D, kind = self.nets["G"], self.nets["D"], self.cfg["gan_loss"]
+        G, D, kind = self.nets["G"], self.nets["D"], self.cfg["loss"]
         x, y = (batch[k] for k in self.keys)
         fake = G(x)
 
-        real_pred = D(torch.cat([x, y], 1))
-        fake_pred = D(torch.cat([x, fake.detach()], 1))
-        loss_d = 0.5 * (adversarial(real_pred, True, kind) + adversarial(fake_pred, False, kind))
-        self.opts["D"].zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.opts["D"].step()
+        real_pred, fake_pred = self.judge(x, y), self.judge(x, fake.detach())
+        loss_d = d_adversarial(real_pred, fake_pred, kind)
+        self.optimize("D", loss_d)
 
         trainable(False, D)
-        g_gan = adversarial(D(torch.cat([x, fake], 1)), True, kind)
+        g_gan = g_adversarial(self.judge(x, fake, frozen=True), kind)
         l1 = F.l1_loss(fake, y)
-        self.opts["G"].zero_grad(set_to_none=True)
-        (g_gan + self.cfg["l1_weight"] * l1).backward()
-        self.opts["G"].step()
+        self.optimize("G", g_gan + self.cfg["l1_weight"] * l1)
         trainable(True, D)
 
         return {"loss_d": loss_d.detach(), "g_gan": g_gan.detach(), "l1": l1.detach(),
                 "d_real": self._score(real_pred), "d_fake": self._score(fake_pred)}
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
-        with evaluating(self.nets["G"]):
-            return torch.cat([self.nets["G"](chunk) for chunk in x.split(CHUNK)])
+        """G's outputs (its EMA copy with --ema) in eval mode, in chunks."""
+        G = self.sampler("G")
+        with evaluating(G):
+            return torch.cat([G(chunk) for chunk in x.split(CHUNK)])
 
     def preview(self) -> tuple[torch.Tensor, int]:
         """Rows: inputs, outputs, targets."""
