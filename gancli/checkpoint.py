@@ -100,9 +100,15 @@ def resolve(target: str, root: Path, models: dict) -> Path:
         raise GancliError(f"{path} holds no {FILENAME}")
     if target in models:
         return newest_run(target, root)
+    if (root / target / FILENAME).is_file():  # MODEL/RUN under the checkpoints folder
+        return root / target / FILENAME
     by_name = sorted(root.glob(f"*/{target}/{FILENAME}"))
     if len(by_name) == 1:
         return by_name[0]
+    if by_name:
+        raise GancliError(f"run name '{target}' is ambiguous: "
+                          + ", ".join(str(p.parent) for p in by_name)
+                          + "; give MODEL/RUN or the folder")
     raise GancliError(
         f"'{target}' is neither a model ({', '.join(models)}), a run folder nor a checkpoint"
     )

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from gancli import checkpoint, engine
+from gancli.errors import GancliError
 from gancli.trainers.noise_gan import NoiseGAN
 from tests.conftest import TINY
 
@@ -168,6 +169,12 @@ def test_restore_rebuilds_from_the_checkpoint_alone(cli, folder, tmp_path):
     assert trainer.cfg["ngf"] == 8 and trainer.info["num_classes"] == 2
     out = trainer.generate(3, generator=torch.Generator().manual_seed(0))
     assert out.shape == (3, 3, 16, 16) and out.min() >= -1 and out.max() <= 1
+    assert engine.restore("dcgan/r", torch.device("cpu"))[1]["path"] == ckpt["path"]
+    for model in ("gan", "wgan-gp"):  # one run name under two models
+        (tmp_path / "two" / model / "r").mkdir(parents=True)
+        (tmp_path / "two" / model / "r" / checkpoint.FILENAME).touch()
+    with pytest.raises(GancliError, match="ambiguous"):
+        checkpoint.resolve("r", tmp_path / "two", {})
 
 
 def test_export_is_small_samples_and_refuses_resume(cli, folder, tmp_path):
