@@ -287,7 +287,9 @@ def _train(model: str, overrides: dict, name: str | None, resume: str | None,
     world.wrap(trainer.nets, bool(cfg.get("sync_bn")))
     if cfg.get("compile"):
         accel.compile_nets(trainer.nets)
-    state.commands.append(shlex.join(["gancli", *sys.argv[1:]]))
+    launcher = (["torchrun", f"--nproc_per_node={world.size}", "-m", "gancli"]
+                if world.enabled else ["gancli"])
+    state.commands.append(shlex.join([*launcher, *sys.argv[1:]]))
     if world.main:
         checkpoint.atomic_write(run.dir / "config.json", json.dumps(
             {**cfg, "info": trainer.info, "commands": state.commands}, indent=2).encode())

@@ -52,6 +52,7 @@ def test_torchrun_run_folder_is_complete_and_resume_is_exact(tmp_path):
         assert (run / name).exists(), name
     ckpt = checkpoint.load(run / "checkpoint.pt")
     assert ckpt["state"]["step"] == 6 and len(ckpt["rng_ranks"]) == 2
+    assert ckpt["state"]["commands"][0].startswith("torchrun --nproc_per_node=2 -m gancli train")
     assert all(not k.startswith("module.") for k in ckpt["nets"]["G"])
 
     first = torchrun(*train, "--name", "split", "--max-steps", "3", cwd=tmp_path)
