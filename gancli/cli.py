@@ -84,7 +84,8 @@ Checkpoints = Annotated[Path | None, typer.Option(
 MODEL_OPTIONS = {"allow_extra_args": True, "ignore_unknown_options": True}
 def options_epilog(title: str, kind: str) -> str:
     """Help text listing each model's `kind` options (options, sample_options, ...)."""
-    return f"{title} (--name VALUE, defaults in brackets):\n\n" + "\n\n".join(
+    return (f"{title} (--name VALUE, defaults in brackets; `gancli inspect MODEL` explains "
+            "each):\n\n") + "\n\n".join(
         f"{name}: {spec.describe_options(getattr(spec, kind))}"
         for name, spec in registry.MODELS.items() if getattr(spec, kind)) + "\n"
 

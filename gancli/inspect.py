@@ -78,6 +78,22 @@ def inspect_model(model: str, overrides: dict) -> None:
     console.print(f"[bold]{model}[/]: {registry.get(model).summary}  "
                   f"({info['channels']}x{cfg['image_size']}x{cfg['image_size']}, {cfg['dataset']})")
     show_networks(trainer)
+    console.print(options_table(registry.get(model), cfg))
+
+
+def options_table(spec: registry.ModelSpec, cfg: dict) -> Table:
+    """What each of the model's own options does (`--help` has room only for names)."""
+    table = Table(title=f"{spec.name} options", title_justify="left")
+    for column in ("command", "option", "value", "what it does"):
+        table.add_column(column)
+    for command, options in (("train", spec.options), ("sample", spec.sample_options),
+                             ("translate", spec.translate_options)):
+        for key, opt in options.items():
+            value = cfg.get(key, opt.default) if command == "train" else opt.default
+            choices = f" ({'|'.join(opt.choices)})" if opt.choices else ""
+            table.add_row(command, "--" + key.replace("_", "-"), str(value),
+                          opt.help + choices)
+    return table
 
 
 def inspect_run(target: str, root: Path | None = None) -> None:

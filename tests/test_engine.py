@@ -69,6 +69,8 @@ def test_inspect_model_lists_layer_shapes(cli):
     assert result.exit_code == 0, result.output
     assert "(3, 64, 64)" in result.stdout and "(512, 4, 4)" in result.stdout
     assert "total parameters" in result.stdout
+    assert "dcgan options" in result.stdout and "DiffAugment policies" in result.stdout
+    assert "spherically interpolated" in result.stdout  # sample's --interpolate
 
 
 def test_resume_continues_exactly(cli, folder, tmp_path):
