@@ -15,8 +15,13 @@ demo: install
 test: install
 	$(PYTHON) -m pytest tests
 
+# Speed of every model, lever, sampler and start-up in one table (about 10 minutes on 2
+# CPU cores); writes benchmarks/results/<device>.json. make bench BENCH_ARGS=--quick
+bench: install
+	$(PYTHON) benchmarks/bench.py $(BENCH_ARGS)
+
 lint:
-	ruff check gancli tests
+	ruff check gancli tests benchmarks
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache

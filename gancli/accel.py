@@ -54,9 +54,11 @@ def amp_dtype(choice: str | None, device: torch.device) -> torch.dtype | None:
 
 
 def adam(params: Iterable, device: torch.device, **kwargs) -> torch.optim.Adam:
-    """Adam with CUDA's fused kernel (one launch for all parameters); on the CPU the fused
-    kernel measured no faster than the default foreach one, so that stays."""
-    return torch.optim.Adam(params, fused=True if device.type == "cuda" else None, **kwargs)
+    """Adam with the fused kernel (one pass over all parameters). On this 2-core CPU the
+    default per-tensor Adam took 80 ms per step for 44.6M parameters (pix2pix 128 px, 18%
+    of its step) and fused 27 ms; 6.3M (DCGAN 64 px): 9.9 -> 2.5 ms."""
+    fused = device.type in ("cpu", "cuda")
+    return torch.optim.Adam(params, fused=fused or None, **kwargs)
 
 
 def channels_last(nets: Iterable[nn.Module]) -> None:

@@ -248,10 +248,10 @@ class Batches:
         return torch.randperm(self.total, generator=g)[self.rank::self.world][:self.n]
 
     def epoch(self, epoch: int, skip: int = 0) -> Iterator[dict[str, torch.Tensor]]:
-        perm = self.order(epoch)
         device = next(iter(self.tensors.values())).device
+        perm = self.order(epoch).to(device)  # one copy per epoch, not one per batch
         for i in range(skip, len(self)):
-            idx = perm[i * self.batch_size:(i + 1) * self.batch_size].to(device)
+            idx = perm[i * self.batch_size:(i + 1) * self.batch_size]
             batch = {k: (to_float(v[idx]) if v.dtype == torch.uint8 else v[idx])
                      for k, v in self.tensors.items()}
             yield jointly(batch, self.transform) if self.transform else batch

@@ -379,7 +379,10 @@ def fit(trainer: Trainer, batches: data.Batches, run: Run, cfg: dict, state: Run
     epochs, max_steps = cfg["epochs"], cfg["max_steps"]
     save_every = cfg["save_every_steps"]
     per_epoch = len(batches)
+    # The running losses cost a host sync: refresh them twice a second; under torchrun
+    # every N steps instead, because all ranks must average them at the same step.
     log_every = max(1, min(25, per_epoch // 20))
+    last_log = time.perf_counter()
     keys = list(trainer.metrics)
     with torch.random.fork_rng(devices=[trainer.device] if trainer.device.type == "cuda"
                                else []):  # a random transform must not move training's RNG
@@ -427,7 +430,10 @@ def fit(trainer: Trainer, batches: data.Batches, run: Run, cfg: dict, state: Run
                         state.step_in_epoch += 1
                         halt = world.any(interrupt.requested, trainer.device)
                         stop = halt or done()
-                        if steps_here % log_every == 0 or stop:
+                        due = (steps_here % log_every == 0 if world.enabled
+                               else time.perf_counter() - last_log >= 0.5)
+                        if due or stop:
+                            last_log = time.perf_counter()
                             means = _means(sums, steps_here, world)
                             progress.update(task, completed=state.step_in_epoch, status="  ".join(
                                 f"{trainer.metrics[k]} {v:.3f}" for k, v in means.items()))
@@ -436,6 +442,7 @@ def fit(trainer: Trainer, batches: data.Batches, run: Run, cfg: dict, state: Run
                             save()
                         if stop:
                             break
+                means = _means(sums, max(steps_here, 1), world)  # the epoch's, before saving
             except Diverged as exc:
                 console.print(f"[red]error:[/] {exc} at step {state.step}; training stopped. "
                               f"The last good checkpoint is {run.checkpoint} "
@@ -448,7 +455,7 @@ def fit(trainer: Trainer, batches: data.Batches, run: Run, cfg: dict, state: Run
             state.seconds += seconds
             row = {"epoch": epoch_no, "step": state.step,
                    "complete": state.step_in_epoch == 0,
-                   **_means(sums, max(steps_here, 1), world),
+                   **means,
                    "images_per_s": images_here / seconds if seconds else 0.0,
                    "seconds": seconds}
             with torch.random.fork_rng(devices=rng_devices):  # hooks never move training's RNG

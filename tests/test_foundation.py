@@ -157,3 +157,19 @@ def test_python_dash_m_and_help():
                          text=True, check=True).stdout
     for command in ("train", "sample", "inspect"):
         assert command in out
+
+
+@pytest.mark.parametrize(("n", "nrow", "pad"), [(1, 8, 2), (7, 3, 2), (8, 8, 0), (5, 10, 1)])
+def test_grid_tiles_like_torchvision(n, nrow, pad):
+    from torchvision.utils import make_grid
+
+    from gancli.viz import tile
+
+    x = torch.randint(0, 256, (n, 3, 5, 4), dtype=torch.uint8)
+    assert torch.equal(tile(x, nrow, pad), make_grid(x, nrow=nrow, padding=pad, pad_value=255))
+
+
+def test_sampling_does_not_import_torchvision():
+    code = ("import sys, gancli.cli, gancli.engine, gancli.viz, gancli.latent; "
+            "sys.exit('torchvision' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

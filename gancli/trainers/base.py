@@ -74,6 +74,7 @@ class Trainer(ABC):
         after_step (EMA) in full precision."""
         with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
             out = self.train_step(batch)
+        self.scaler.update()  # once per iteration, after every optimizer stepped
         self.after_step()
         return out
 
@@ -88,7 +89,6 @@ class Trainer(ABC):
             params = [p for group in opt.param_groups for p in group["params"]]
             torch.nn.utils.clip_grad_norm_(params, clip)
         self.scaler.step(opt)
-        self.scaler.update()
 
     def diffaug(self, x: torch.Tensor) -> torch.Tensor:
         """DiffAugment (--diffaug) for every image a discriminator sees, real or fake."""
