@@ -138,12 +138,13 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def build_trainer(cfg: dict, info: dict, device: torch.device) -> Trainer:
-    """Networks and optimizers from a config and data info alone (no flags, no data)."""
+def build_trainer(cfg: dict, info: dict, device: torch.device,
+                  optimizers: bool = True) -> Trainer:
+    """Networks (and optimizers) from a config and data info alone (no flags, no data)."""
     spec = registry.get(cfg["model"])
     # Options added to gancli after a checkpoint was written take their defaults.
     cfg = {**spec.config({}), **cfg}
-    return spec.trainer_class()(spec, cfg, info, device)
+    return spec.trainer_class()(spec, cfg, info, device, optimizers)
 
 
 def describe_data(spec: registry.ModelSpec, cfg: dict) -> dict:
@@ -172,7 +173,7 @@ def restore(target: str, device: torch.device, root: Path | None = None,
     ckpt = checkpoint.load(path)
     if model and ckpt["config"]["model"] != model:
         raise GancliError(f"{path} is a {ckpt['config']['model']} checkpoint, not {model}")
-    trainer = build_trainer(ckpt["config"], ckpt["info"], device)
+    trainer = build_trainer(ckpt["config"], ckpt["info"], device, optimizers=False)
     trainer.load_state_dict(ckpt, optimizers=False)
     trainer.train(False)
     ckpt["path"] = path

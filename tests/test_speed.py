@@ -100,3 +100,14 @@ def test_bad_speed_options_are_one_line_errors(cli, folder):
 def test_a_rejected_amp_leaves_no_run_folder(cli, folder, tmp_path):
     assert train_tiny(cli, folder, "r", "--amp", "fp16").exit_code == 2
     assert not (tmp_path / "checkpoints" / "dcgan" / "r").exists()
+
+
+def test_channels_last_is_default_only_where_it_measured_faster():
+    on = {name for name, spec in registry.MODELS.items() if spec.config({})["channels_last"]}
+    assert on == {"dcgan", "cdcgan", "acgan", "wgan-gp", "ddpm"}
+
+
+def test_sampling_builds_no_optimizers(cli, folder):
+    assert train_tiny(cli, folder, "r", "--max-steps", "1").exit_code == 0
+    trainer, _ = engine.restore("r", CPU)
+    assert trainer.opts == {}

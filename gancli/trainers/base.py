@@ -48,7 +48,8 @@ class Trainer(ABC):
     discriminators: tuple[str, ...] = ("D",)
     generators: tuple[str, ...] = ("G",)
 
-    def __init__(self, spec: ModelSpec, cfg: dict, info: dict, device: torch.device) -> None:
+    def __init__(self, spec: ModelSpec, cfg: dict, info: dict, device: torch.device,
+                 optimizers: bool = True) -> None:
         self.spec, self.cfg, self.info, self.device = spec, cfg, info, device
         nets = spec.build_nets(cfg, info)
         if cfg.get("spectral_norm"):
@@ -63,7 +64,9 @@ class Trainer(ABC):
         self.amp = accel.amp_dtype(cfg.get("amp"), device)
         # fp16 gradients underflow without loss scaling; bf16 has fp32's exponent range
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp == torch.float16)
-        self.opts: dict[str, torch.optim.Optimizer] = self.make_optimizers()
+        # sampling needs none, and creating one imports torch._dynamo (1 s of start-up)
+        self.opts: dict[str, torch.optim.Optimizer] = (self.make_optimizers() if optimizers
+                                                       else {})
 
     def adam(self, params, **kwargs) -> torch.optim.Adam:
         """The optimizer every recipe uses, with the device's fastest implementation."""

@@ -71,10 +71,11 @@ class Pix2Pix(Trainer):
                "d_fake": "D(fake)"}
     curves = ("loss_d", "g_gan", "l1")
 
-    def __init__(self, spec: ModelSpec, cfg: dict, info: dict, device: torch.device) -> None:
+    def __init__(self, spec: ModelSpec, cfg: dict, info: dict, device: torch.device,
+                 optimizers: bool = True) -> None:
         if "gan_loss" in cfg:  # a run from before --loss replaced --gan-loss keeps its loss
             cfg = {**{k: v for k, v in cfg.items() if k != "gan_loss"}, "loss": cfg["gan_loss"]}
-        super().__init__(spec, cfg, info, device)
+        super().__init__(spec, cfg, info, device, optimizers)
 
     @property
     def keys(self) -> tuple[str, str]:
