@@ -109,8 +109,9 @@ def default_variants(device: torch.device, quick: bool) -> list[str]:
 
 
 def levers(variant: str, device: torch.device) -> dict[str, Any]:
-    """Config overrides of a variant name such as bf16+cl (no precision named: fp32)."""
-    out: dict[str, Any] = {"amp": "off"}
+    """Config overrides of a variant name such as bf16+cl (no precision named: fp32; no
+    cl: NCHW, whatever the model's default), so each row shows exactly its levers."""
+    out: dict[str, Any] = {"amp": "off", "channels_last": False}
     for name in variant.split("+"):
         if name not in LEVERS:
             raise GancliError(f"unknown lever '{name}' in variant '{variant}' "
