@@ -59,6 +59,8 @@ def parse_policy(text: str) -> tuple[str, ...]:
     if bad:
         raise GancliError(f"unknown DiffAugment policy '{bad[0]}' "
                           f"(choose any of {', '.join(DIFFAUG_POLICIES)})")
+    if len(set(names)) < len(names):
+        raise GancliError(f"--diffaug names a policy twice: '{text}'")
     return names
 
 

@@ -16,6 +16,9 @@ from gancli.errors import GancliError
 
 FORMAT = "gancli-checkpoint/1"
 FILENAME = "checkpoint.pt"
+# Runs shipped with gancli (pretrained MNIST models, the reference classifier), found even
+# outside the repository.
+SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints"
 
 
 def default_dir() -> Path:
@@ -80,13 +83,17 @@ def export(ckpt: dict[str, Any], keep: list[str], half: bool = True) -> dict[str
 
 
 def newest_run(model: str, root: Path) -> Path:
-    """The run of `model` under `root` whose checkpoint was written last."""
+    """The run of `model` under `root` whose checkpoint was written last; without one, the
+    pretrained run shipped with gancli, so `gancli sample cgan` works from any folder."""
     found = sorted((root / model).glob(f"*/{FILENAME}"), key=lambda p: p.stat().st_mtime)
-    if not found:
-        raise GancliError(
-            f"no trained {model} run in {root}/{model}; train one with `gancli train {model}`"
-        )
-    return found[-1]
+    if found:
+        return found[-1]
+    shipped = sorted((SHIPPED / model).glob(f"pretrained*/{FILENAME}"))
+    if shipped:
+        return shipped[0]
+    raise GancliError(
+        f"no trained {model} run in {root}/{model}; train one with `gancli train {model}`, "
+        "or point --checkpoints-dir (or $GANCLI_CHECKPOINTS) at the folder that has it")
 
 
 def resolve(target: str, root: Path, models: dict) -> Path:

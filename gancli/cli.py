@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -31,7 +32,9 @@ def friendly(fn):
         try:
             return fn(*args, **kwargs)
         except GancliError as exc:
-            err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            # under torchrun every process fails alike: the first one speaks for them
+            if os.environ.get("RANK", "0") == "0":
+                err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]")
@@ -205,16 +208,27 @@ def sample(
     if walk.get("interpolate") or walk.get("interpolate_labels"):
         from gancli.latent import sample_walk
 
+        if out_dir:
+            raise GancliError("--out-dir writes single samples; a latent walk is one grid "
+                              "(--out) and optionally a GIF (--gif)")
         between = None
         if walk["interpolate_labels"]:
+            if labels is not None:
+                raise GancliError("--interpolate-labels walks between two classes; it "
+                                  "takes no --digit/--label")
             between = tuple(class_index(c.strip(), trainer.conditional,
                                         ckpt["info"]["classes"], trainer.spec.name)
                             for c in walk["interpolate_labels"].split(","))
             if len(between) != 2:
                 raise GancliError("--interpolate-labels takes two classes, e.g. 3,8")
-        sample_walk(trainer, out, walk["interpolate"] or 4, walk["steps"], generator,
-                    None if labels is None else int(labels[0]), between, walk["gif"])
+        said = sample_walk(trainer, out, walk["interpolate"] or 4, walk["steps"], generator,
+                           None if labels is None else int(labels[0]), between, walk["gif"])
+        err.print(f"{said} (from {ckpt['path']})")
         return
+    walk_only = [k for k in ("gif", "steps") if k in extra and "interpolate" in walk]
+    if walk_only:
+        raise GancliError(f"--{walk_only[0]} belongs to a latent walk: add --interpolate K "
+                          "or --interpolate-labels A,B")
     images = trainer.generate(n, generator=generator, labels=labels, **extra)
     viz.save_grid(images, out, nrow=trainer.sample_nrow(n, labels))
     for suffix, (extra_images, nrow) in trainer.extra_grids().items():
@@ -254,10 +268,12 @@ def inspect(
 @friendly
 def translate(
     ctx: typer.Context,
-    model: Annotated[str, typer.Argument(help="Model that translates: "
+    model: Annotated[str, typer.Argument(help="Model that translates ("
                                               + ", ".join(name for name, spec in
                                                           registry.MODELS.items()
-                                                          if spec.translate_options) + ".")],
+                                                          if spec.translate_options)
+                                              + "; its newest run), or a run: MODEL/RUN, "
+                                                "folder or checkpoint.")],
     input_dir: Annotated[Path, typer.Argument(help="Folder of images (searched recursively).")],
     checkpoint: Annotated[str | None, typer.Option(
         help="Run folder, run name or checkpoint. Default: the model's newest run.")] = None,
@@ -274,11 +290,20 @@ def translate(
     from gancli import engine
     from gancli.translate import translate_folder
 
-    registry.get(model)
-    trainer, _ = engine.restore(checkpoint or model, engine.pick_device(device),
-                                checkpoints_dir, model=model)
+    if model in registry.MODELS:
+        target, expected = checkpoint or model, model
+    elif checkpoint:
+        raise GancliError(f"'{model}' is not a model ({', '.join(registry.MODELS)}); give a "
+                          "run either as MODEL/RUN or with --checkpoint, not both")
+    else:
+        target, expected = model, None
+    trainer, ckpt = engine.restore(target, engine.pick_device(device), checkpoints_dir,
+                                   model=expected)
+    if not trainer.spec.translate_options:
+        raise GancliError(f"{ckpt['path']} is a {trainer.spec.name} run, which does not "
+                          "translate images (try `gancli sample`)")
     options = trainer.spec.parse_options(list(ctx.args), trainer.spec.translate_options)
-    translate_folder(trainer, input_dir, out, options, batch_size)
+    translate_folder(trainer, input_dir, out, options, batch_size, ckpt["path"])
 
 
 @app.command()

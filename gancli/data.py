@@ -57,6 +57,16 @@ def default_root() -> Path:
     return Path(os.environ.get("GANCLI_DATA", Path.home() / ".cache" / "gancli" / "data"))
 
 
+def run_root(cfg: dict) -> Path:
+    """Where a trained run's data is now: the folder it was trained from if that still
+    exists (runs shipped with gancli or copied from another machine may name one that
+    does not), else the default."""
+    stored = cfg.get("data_root")
+    if stored and Path(stored).expanduser().is_dir():
+        return Path(stored).expanduser()
+    return default_root()
+
+
 @dataclass
 class ImageSet:
     """A whole dataset in memory: uint8 images (N, C, H, W) and optional int64 labels."""

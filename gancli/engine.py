@@ -6,9 +6,11 @@ training, and everything that makes a run resumable, lives here once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shlex
+import shutil
 import signal
 import sys
 import time
@@ -33,8 +35,10 @@ console = Console(stderr=True)
 # loading always does)
 AUGMENTS = {"none": None, "basic": None, "deluxe": augment.deluxe}
 
-# Options that may change when a run is resumed; everything else comes from the checkpoint.
-RESUMABLE = ("epochs", "max_steps", "save_every_steps", "amp", "channels_last", "compile")
+# Options that may change when a run is resumed (when and how fast it trains, where its
+# data is, how it is evaluated); everything else (networks, data, losses) is the run's own.
+RESUMABLE = ("epochs", "max_steps", "save_every_steps", "amp", "channels_last", "compile",
+             "sync_bn", "data_root", "fid_every", "fid_samples", "fid_features")
 
 
 class Diverged(Exception):
@@ -182,8 +186,6 @@ def restore(target: str, device: torch.device, root: Path | None = None,
 
 def export_run(target: str, out: Path, half: bool = True, root: Path | None = None) -> None:
     """Copy a run as generator-only (fp16) weights plus its config, logs and pictures."""
-    import shutil
-
     trainer, ckpt = restore(target, torch.device("cpu"), root)
     keep = [k for k in trainer.nets if k not in trainer.discriminators]
     src: Path = ckpt["path"].parent
@@ -218,6 +220,13 @@ def _prepare_run(model: str, overrides: dict, name: str | None, resume: str | No
         if ckpt.get("exported"):
             raise GancliError(f"{path} is an exported (sample-only) checkpoint without "
                               "optimizer state; resume from the original run instead")
+        fixed = [k for k, v in overrides.items()
+                 if v is not None and k not in RESUMABLE and cfg.get(k) != v]
+        if fixed:
+            flag = "--" + fixed[0].replace("_", "-")
+            raise GancliError(
+                f"{flag} is fixed by the run ({cfg.get(fixed[0])}); on --resume only "
+                + ", ".join("--" + k.replace("_", "-") for k in RESUMABLE) + " may change")
         cfg.update({k: overrides[k] for k in RESUMABLE if overrides.get(k) is not None})
         cfg["max_steps"] = overrides.get("max_steps")  # a stop condition for one invocation
         return cfg, path.parent, path
@@ -259,10 +268,26 @@ def _train(model: str, overrides: dict, name: str | None, resume: str | None,
            dev: torch.device, world: World, root: Path) -> int:
     cfg, run_dir, resume_from = world.share(
         lambda: _prepare_run(model, overrides, name, resume, root))
-    run = Run(run_dir)
+    try:
+        return _start(cfg, Run(run_dir), resume_from, dev, world)
+    except BaseException:
+        # a new run that failed before its first checkpoint (missing data, bad option,
+        # Ctrl-C twice) leaves no half-made folder behind
+        if resume_from is None and world.main and not (run_dir / checkpoint.FILENAME).exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+            with contextlib.suppress(OSError):  # the model's folder, if this was its first
+                run_dir.parent.rmdir()
+        raise
+
+
+def _start(cfg: dict, run: Run, resume_from: Path | None, dev: torch.device,
+           world: World) -> int:
+    """Data, networks and the resumed state of a prepared run; then `fit`."""
     ckpt = checkpoint.load(resume_from) if resume_from else None
-    if cfg.get("data_root") is None:
-        cfg["data_root"] = str(data.default_root())
+    # absolute, so the run's data is found from any folder (fid, resume); a resumed run
+    # whose folder is gone (another machine) falls back to the default
+    root = data.run_root(cfg) if resume_from else cfg.get("data_root") or data.default_root()
+    cfg["data_root"] = str(Path(root).expanduser().resolve())
     torch.manual_seed(cfg["seed"])
     spec = registry.get(cfg["model"])
     info = describe_data(spec, cfg)
@@ -295,12 +320,24 @@ def _train(model: str, overrides: dict, name: str | None, resume: str | None,
         checkpoint.atomic_write(run.dir / "config.json", json.dumps(
             {**cfg, "info": trainer.info, "commands": state.commands}, indent=2).encode())
     procs = f" x {world.size} processes" if world.enabled else ""
+    amp = {torch.bfloat16: ", amp bf16", torch.float16: ", amp fp16"}.get(trainer.amp, "")
     console.print(f"[bold]{cfg['model']}[/] on {cfg['dataset']} ({trainer.info['num_images']} "
-                  f"images, {cfg['image_size']}px) on {dev}{procs} -> {run.dir}"
-                  + (f"  [dim](resumed at epoch {state.epoch}, step {state.step})[/]"
-                     if ckpt else ""))
+                  f"images, {cfg['image_size']}px) on {dev}{procs}{amp} -> {run.dir}"
+                  + (f"  [dim](resumed at {where(state)})[/]" if ckpt else ""))
     hooks = epoch_hooks(cfg, trainer) if world.main else []
     return fit(trainer, batches, run, cfg, state, hooks, world)
+
+
+def counted(n: int, noun: str) -> str:
+    """'1 step', '2 steps'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def where(state: RunState) -> str:
+    """'step 120 (epoch 3 of the run, 20 steps in)': the same words when a run stops and
+    when it resumes."""
+    into = f", {counted(state.step_in_epoch, 'step')} in" if state.step_in_epoch else ""
+    return f"step {state.step} (epoch {state.epoch + 1}{into})"
 
 
 def _own_rng(ckpt: dict, world: World) -> dict:
@@ -391,11 +428,15 @@ def fit(trainer: Trainer, batches: data.Batches, run: Run, cfg: dict, state: Run
     first_row = True
     trainer.train(True)
 
+    counting: list[float] = []  # start of the epoch whose time is not in state.seconds yet
+
     def save() -> None:
         rngs = world.gather(rng_state())  # each rank's own stream, for an exact resume
+        seconds = state.seconds + sum(time.perf_counter() - t for t in counting)
         if world.main:
             checkpoint.save(run.checkpoint, {
-                "config": cfg, "info": trainer.info, "state": state.as_dict(),
+                "config": cfg, "info": trainer.info,
+                "state": {**state.as_dict(), "seconds": seconds},
                 "rng": rngs[0], "rng_ranks": rngs, **trainer.state_dict(),
             })
 
@@ -410,6 +451,7 @@ def fit(trainer: Trainer, batches: data.Batches, run: Run, cfg: dict, state: Run
             history: list[torch.Tensor] = []
             steps_here, images_here = 0, 0
             start = time.perf_counter()
+            counting[:] = [start]
             progress = Progress(
                 TextColumn(f"epoch {epoch_no}/{epochs}"), BarColumn(), MofNCompleteColumn(),
                 TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
@@ -454,6 +496,7 @@ def fit(trainer: Trainer, batches: data.Batches, run: Run, cfg: dict, state: Run
                 state.step_in_epoch = 0
             seconds = time.perf_counter() - start
             state.seconds += seconds
+            counting.clear()
             row = {"epoch": epoch_no, "step": state.step,
                    "complete": state.step_in_epoch == 0,
                    **means,
@@ -482,11 +525,13 @@ def fit(trainer: Trainer, batches: data.Batches, run: Run, cfg: dict, state: Run
     for hook in hooks:
         hook.finish(run)
     if halt and not done():
-        console.print(f"[yellow]Interrupted at epoch {state.epoch + 1}, step {state.step}; "
-                      f"checkpoint saved. Resume with:[/] gancli train {cfg['model']} "
-                      f"--resume {run.dir}")
+        launcher = (f"torchrun --nproc_per_node {world.size} -m gancli" if world.enabled
+                    else "gancli")
+        console.print(f"[yellow]Interrupted at {where(state)}; checkpoint saved. Resume "
+                      f"with:[/] {launcher} train {cfg['model']} --resume {run.dir}")
         return 130
-    console.print(f"[green]done:[/] {state.step} steps, {state.epoch} epochs -> {run.dir}")
+    console.print(f"[green]done:[/] {counted(state.step, 'step')}, "
+                  f"{counted(state.epoch, 'epoch')} -> {run.dir}")
     return 0
 
 

@@ -15,7 +15,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from gancli import checkpoint, data, engine
+from gancli import checkpoint, data, engine, registry
 from gancli.errors import GancliError
 from gancli.metrics.classify import ClassReport, class_report, report_table
 from gancli.metrics.fid import (
@@ -35,8 +35,6 @@ from gancli.trainers.base import Trainer
 out = Console()
 err = Console(stderr=True, soft_wrap=True)  # paths stay whole in logs
 
-# Runs shipped with gancli (the MNIST reference classifier), found even outside the repo.
-SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints"
 MNIST_LIKE = ("mnist", "mnist-mini")
 
 
@@ -145,8 +143,10 @@ class RunSide(Side):
     def __post_init__(self) -> None:
         self.trainer, self.ckpt = engine.restore(self.target, self.opts.device, self.opts.root)
         if not can_generate(self.trainer):
+            hint = (": image-to-image runs are scored on A|B pairs by `gancli translate`"
+                    if self.trainer.spec.translate_options else "")
             raise GancliError(f"{self.ckpt['path']} is a {self.trainer.spec.name} run, which "
-                              "does not generate images from noise")
+                              f"does not generate images from noise{hint}")
         cfg, info = self.trainer.cfg, self.ckpt["info"]
         self.facts = Facts(cfg["dataset"], info["channels"], cfg["image_size"])
 
@@ -157,7 +157,7 @@ class RunSide(Side):
     def dataset(self) -> ImagesSide:
         """The data this run was trained on, at the run's image size."""
         cfg = self.trainer.cfg
-        root = self.opts.data_root or (Path(cfg["data_root"]) if cfg.get("data_root") else None)
+        root = self.opts.data_root or data.run_root(cfg)
         return ImagesSide(cfg["dataset"], "train", root, cfg["image_size"])
 
     def stats(self, extractor: Extractor, opts: Options) -> Stats:
@@ -211,10 +211,13 @@ def parse_side(text: str, opts: Options) -> Side:
     if name == "folder":
         return ImagesSide(text, root=opts.data_root)
     try:
-        return RunSide(text, opts)
-    except GancliError:
+        checkpoint.resolve(text, Path(opts.root or checkpoint.default_dir()), registry.MODELS)
+    except GancliError as exc:
+        if "ambiguous" in str(exc) or text in registry.MODELS:
+            raise
         raise GancliError(f"'{text}' is not a folder, .npz, dataset ({', '.join(data.BUILTINS)}"
                           ", folder:PATH), run or checkpoint") from None
+    return RunSide(text, opts)
 
 
 def find_classifier(facts: Facts, opts: Options) -> tuple[Trainer, Path]:
@@ -225,7 +228,8 @@ def find_classifier(facts: Facts, opts: Options) -> tuple[Trainer, Path]:
                                        model="classifier")
         return trainer, ckpt["path"]
     runs: list[tuple[Path, dict]] = []
-    for base in dict.fromkeys([Path(opts.root or checkpoint.default_dir()), SHIPPED]):
+    bases = [Path(opts.root or checkpoint.default_dir()), checkpoint.SHIPPED]
+    for base in dict.fromkeys(bases):
         found = sorted((base / "classifier").glob(f"*/{checkpoint.FILENAME}"),
                        key=lambda p: p.stat().st_mtime, reverse=True)
         for ckpt in found:
@@ -286,7 +290,7 @@ def fid(a: str | None, b: str | None, opts: Options, save_stats: Path | None = N
     if len(sides) == 1:
         return
     for side, st in zip(sides, stats, strict=True):
-        warning = too_few(st.n, st.dims)
+        warning = too_few(st.n, st.dims, st.extractor)
         if warning:
             err.print(f"[yellow]warning:[/] {side.label}: {warning}")
     distance = frechet_distance(*stats)
@@ -305,8 +309,8 @@ def newest_run(root: Path) -> Path:
                     if p.parent.parent.name != "classifier"),
                    key=lambda p: p.stat().st_mtime)
     if not found:
-        raise GancliError(f"no trained run in {root}; train one with `gancli train MODEL` or "
-                          "give two things to compare")
+        raise GancliError(f"no trained run in {root}; train one with `gancli train MODEL`, "
+                          "pass --checkpoints-dir, or give two things to compare")
     return found[-1].parent
 
 

@@ -107,8 +107,9 @@ def inspect_run(target: str, root: Path | None = None) -> None:
     table.add_row("model", f"{cfg['model']} ({registry.get(cfg['model']).summary})")
     table.add_row("gancli version", str(ckpt.get("version")))
     table.add_row("dataset", f"{cfg['dataset']} ({ckpt['info']['num_images']} images, "
-                             f"{ckpt['info']['channels']} channels)")
-    table.add_row("trained", f"{state['epoch']} epochs, {state['step']} steps"
+                             f"{engine.counted(ckpt['info']['channels'], 'channel')})")
+    table.add_row("trained", f"{engine.counted(state['epoch'], 'epoch')}, "
+                             f"{engine.counted(state['step'], 'step')}"
                              + (f" (+{state['step_in_epoch']} into the next)"
                                 if state["step_in_epoch"] else ""))
     if state.get("commands"):

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from gancli.checkpoint import atomic_write
+from gancli.errors import GancliError
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -35,15 +36,16 @@ def save_gif(frames: torch.Tensor, path: Path, ms: int = 80) -> None:
     buf = io.BytesIO()
     images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=ms,
                    loop=0)
-    atomic_write(Path(path), buf.getvalue())
+    try:
+        atomic_write(Path(path), buf.getvalue())
+    except OSError as exc:
+        raise GancliError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def sample_walk(trainer, out: Path, pairs: int, steps: int, generator: torch.Generator,
-                label: int | None, between: tuple[int, int] | None, gif: str) -> None:
+                label: int | None, between: tuple[int, int] | None, gif: str) -> str:
     """`sample --interpolate`: a grid with one walk per row, and optionally an animated GIF
-    whose frame s shows step s of every walk."""
-    from rich.console import Console
-
+    whose frame s shows step s of every walk; returns what was written, in words."""
     from gancli import viz
 
     frames = trainer.walk(pairs, steps, generator, label=label, between=between)
@@ -53,4 +55,4 @@ def sample_walk(trainer, out: Path, pairs: int, steps: int, generator: torch.Gen
         save_gif(torch.stack([viz.grid(frames[:, s], nrow=pairs) for s in range(steps)]),
                  Path(gif))
         said += f" and {gif}"
-    Console(stderr=True).print(said)
+    return said

@@ -11,6 +11,14 @@ from typing import Any
 
 from gancli.errors import GancliError
 
+# Ranges of numeric model options (Opt.low/high); --nz 0 is a one-line error, not a
+# traceback from deep inside a network.
+COUNT = {"low": 1}
+NON_NEGATIVE = {"low": 0}
+POSITIVE = {"low": 0, "open": "low"}
+DECAY = {"low": 0, "high": 1, "open": "high"}
+FRACTION = {"low": 0, "high": 1}
+
 # Options every model has; each spec adds its own hyper-parameters in `options`.
 COMMON_DEFAULTS: dict[str, Any] = {
     "dataset": "mnist",
@@ -42,6 +50,10 @@ class Opt:
     help: str
     choices: tuple[str, ...] = ()
     type: type | None = None  # default: the type of `default`
+    # allowed numbers: low <= value <= high; an open end excludes the bound (lr > 0)
+    low: float | None = None
+    high: float | None = None
+    open: str = ""  # "low", "high" or "low,high"
 
     def parse(self, flag: str, text: str | None) -> Any:
         kind = self.type or type(self.default)
@@ -59,7 +71,26 @@ class Opt:
             raise GancliError(f"{flag} expects {kind.__name__}, not '{text}'") from None
         if self.choices and value not in self.choices:
             raise GancliError(f"{flag} must be one of {', '.join(self.choices)}, not '{text}'")
+        if not self.within(value):
+            raise GancliError(f"{flag} must be {self.domain()}, not {text}")
         return value
+
+    def within(self, value: Any) -> bool:
+        if self.low is not None and (value < self.low or "low" in self.open
+                                     and value == self.low):
+            return False
+        return self.high is None or not (value > self.high or "high" in self.open
+                                         and value == self.high)
+
+    def domain(self) -> str:
+        """The allowed range in words: '> 0', '>= 1', 'in [0, 1)'."""
+        lo, hi = self.low, self.high
+        if hi is None:
+            return f"{'>' if 'low' in self.open else '>='} {lo:g}"
+        if lo is None:
+            return f"{'<' if 'high' in self.open else '<='} {hi:g}"
+        return (f"in {'(' if 'low' in self.open else '['}{lo:g}, {hi:g}"
+                f"{')' if 'high' in self.open else ']'}")
 
 
 @dataclass(frozen=True)
@@ -93,9 +124,12 @@ class ModelSpec:
         for key, value in overrides.items():
             if value is None:
                 continue
+            flag = "--" + key.replace("_", "-")
             if key not in cfg:
-                flag = "--" + key.replace("_", "-")
                 raise GancliError(f"{self.name} has no option {flag}")
+            opt = self.options.get(key)
+            if opt is not None and not opt.within(value):
+                raise GancliError(f"{flag} must be {opt.domain()}, not {value}")
             cfg[key] = value
         check_combinations(cfg)
         return cfg
@@ -141,8 +175,6 @@ def check_combinations(cfg: dict[str, Any]) -> None:
     if cfg.get("loss", "bce") != "bce" and cfg.get("discriminator") == "multiclass":
         raise GancliError("--loss applies to a real/fake discriminator; --discriminator "
                           "multiclass is trained with cross-entropy")
-    if not 0 <= cfg.get("ema", 0) < 1:
-        raise GancliError(f"--ema is a decay in [0, 1), not {cfg['ema']}")
     if cfg.get("diffaug"):
         from gancli.augment import parse_policy
 
@@ -155,12 +187,12 @@ def _resolve(path: str):
 
 
 DCGAN_OPTIONS = {
-    "nz": Opt(100, "length of the noise vector z"),
-    "ngf": Opt(64, "generator width (channels of its last hidden layer)"),
-    "ndf": Opt(64, "discriminator width (channels of its first layer)"),
-    "lr": Opt(2e-4, "Adam learning rate"),
-    "beta1": Opt(0.5, "Adam beta1"),
-    "beta2": Opt(0.999, "Adam beta2"),
+    "nz": Opt(100, "length of the noise vector z", **COUNT),
+    "ngf": Opt(64, "generator width (channels of its last hidden layer)", **COUNT),
+    "ndf": Opt(64, "discriminator width (channels of its first layer)", **COUNT),
+    "lr": Opt(2e-4, "Adam learning rate", **POSITIVE),
+    "beta1": Opt(0.5, "Adam beta1", **DECAY),
+    "beta2": Opt(0.999, "Adam beta2", **DECAY),
     "upsample": Opt("transposed", "generator upsampling: transposed convs, or nearest + 3x3 "
                                   "conv (no checkerboard artifacts)",
                     ("transposed", "nearest")),
@@ -178,15 +210,15 @@ TECHNIQUES = {
                                 "(BatchNorm removed from D)"),
     "loss": Opt("bce", "adversarial loss", ("bce", "lsgan", "hinge")),
     "ema": Opt(0.0, "EMA decay of G's weights used for sampling and metrics (0: off; "
-                    "e.g. 0.999)"),
+                    "e.g. 0.999)", **DECAY),
 }
 NO_LOSS_CHOICE = {k: v for k, v in TECHNIQUES.items() if k != "loss"}
 
 # `sample` options of every noise GAN: latent walks
 WALKS = {
     "interpolate": Opt(0, "K latent walks: K random pairs of z, spherically interpolated "
-                          "(one row each)"),
-    "steps": Opt(8, "images per walk"),
+                          "(one row each)", low=0, high=64),
+    "steps": Opt(8, "images per walk", low=2, high=64),
     "gif": Opt("", "also write the walk as an animated GIF to this path"),
     "interpolate_labels": Opt("", "walk between two classes at fixed noise, e.g. 3,8 "
                                   "(conditional models)"),
@@ -195,8 +227,9 @@ WALKS = {
 # The MLPs of the original GAN papers: same knobs, widths in units.
 MLP_OPTIONS = {
     **{k: DCGAN_OPTIONS[k] for k in ("nz", "lr", "beta1", "beta2")},
-    "ngf": Opt(128, "generator width (units of its first hidden layer; then x2, x4, x8)"),
-    "ndf": Opt(128, "discriminator width (its hidden layers have 4x and 2x this many units)"),
+    "ngf": Opt(128, "generator width (units of its first hidden layer; then x2, x4, x8)", **COUNT),
+    "ndf": Opt(128, "discriminator width (its hidden layers have 4x and 2x this many units)",
+               **COUNT),
 }
 
 DISCRIMINATOR = {"discriminator": Opt(
@@ -206,25 +239,25 @@ DISCRIMINATOR = {"discriminator": Opt(
 
 WGAN_GP_OPTIONS = {
     **DCGAN_OPTIONS,
-    "lr": Opt(1e-4, "Adam learning rate"),
-    "beta1": Opt(0.0, "Adam beta1"),
-    "beta2": Opt(0.9, "Adam beta2"),
-    "n_critic": Opt(5, "critic steps (each on its own real batch) per generator step"),
-    "gp_weight": Opt(10.0, "weight of the gradient penalty (lambda)"),
+    "lr": Opt(1e-4, "Adam learning rate", **POSITIVE),
+    "beta1": Opt(0.0, "Adam beta1", **DECAY),
+    "beta2": Opt(0.9, "Adam beta2", **DECAY),
+    "n_critic": Opt(5, "critic steps (each on its own real batch) per generator step", **COUNT),
+    "gp_weight": Opt(10.0, "weight of the gradient penalty (lambda)", **NON_NEGATIVE),
     "critic_norm": Opt("none", "critic normalisation (never batch norm)", ("none", "layer")),
 }
 
 # Image-to-image models: pix2pix (paired) and CycleGAN (unpaired).
 IMAGE_TO_IMAGE_OPTIONS = {
-    "ngf": Opt(64, "generator width (channels of its first layer)"),
-    "ndf": Opt(64, "discriminator width (channels of its first layer)"),
+    "ngf": Opt(64, "generator width (channels of its first layer)", **COUNT),
+    "ndf": Opt(64, "discriminator width (channels of its first layer)", **COUNT),
     "disc_layers": Opt(3, "PatchGAN stride-2 layers; receptive field 1 -> 16, 2 -> 34, "
-                          "3 -> 70, 4 -> 142, 5 -> 286, 6 -> 574 pixels"),
+                          "3 -> 70, 4 -> 142, 5 -> 286, 6 -> 574 pixels", low=1, high=6),
     "norm": Opt("instance", "normalisation (instance = the papers' batch norm at batch "
                             "size 1)", ("instance", "batch")),
-    "lr": Opt(2e-4, "Adam learning rate"),
-    "beta1": Opt(0.5, "Adam beta1"),
-    "beta2": Opt(0.999, "Adam beta2"),
+    "lr": Opt(2e-4, "Adam learning rate", **POSITIVE),
+    "beta1": Opt(0.5, "Adam beta1", **DECAY),
+    "beta2": Opt(0.999, "Adam beta2", **DECAY),
     "jitter": Opt(True, "random jitter: store images 286/256 larger, random-crop back and "
                         "flip (the same crop and flip for both images of a pair)"),
 }
@@ -241,30 +274,32 @@ IMAGE_TO_IMAGE_TECHNIQUES = {
     "spectral_norm": Opt(False, "spectral normalisation on the discriminators' conv layers "
                                 "(their batch/instance norm removed: SN-PatchGAN)"),
     "ema": Opt(0.0, "EMA decay of the generators' weights used by translate and the "
-                    "previews (0: off; e.g. 0.999)"),
+                    "previews (0: off; e.g. 0.999)", **DECAY),
 }
 
 PIX2PIX_OPTIONS = {
     "direction": Opt("BtoA", "which half of an A|B pair is the input (facades: BtoA = "
                              "label map -> photo)", ("AtoB", "BtoA")),
     **IMAGE_TO_IMAGE_OPTIONS,
-    "dropout": Opt(0.5, "dropout in the 3 innermost U-Net decoder blocks (0: none)"),
-    "l1_weight": Opt(100.0, "weight (lambda) of the L1 loss to the target"),
+    "dropout": Opt(0.5, "dropout in the 3 innermost U-Net decoder blocks (0: none)", **DECAY),
+    "l1_weight": Opt(100.0, "weight (lambda) of the L1 loss to the target", **NON_NEGATIVE),
     **IMAGE_TO_IMAGE_TECHNIQUES,
 }
 
 CYCLEGAN_OPTIONS = {
     "gen": Opt("resnet", "generators: ResNet (residual blocks) or U-Net", ("resnet", "unet")),
     "blocks": Opt(6, "residual blocks of the ResNet generator (the paper: 6 at 128 px, 9 at "
-                     "256 px)"),
+                     "256 px)", **COUNT),
     "disc": Opt("patch", "discriminators: PatchGAN, or dc (whole-image DCGAN-style)",
                 ("patch", "dc")),
     **IMAGE_TO_IMAGE_OPTIONS,
-    "cycle_weight": Opt(10.0, "weight (lambda) of the cycle-consistency L1 loss"),
-    "identity": Opt(0.5, "identity loss weight as a fraction of --cycle-weight (0: off)"),
-    "pool": Opt(50, "past fakes kept for the discriminators (0: only the newest batch)"),
+    "cycle_weight": Opt(10.0, "weight (lambda) of the cycle-consistency L1 loss", **NON_NEGATIVE),
+    "identity": Opt(0.5, "identity loss weight as a fraction of --cycle-weight (0: off)",
+                    **NON_NEGATIVE),
+    "pool": Opt(50, "past fakes kept for the discriminators (0: only the newest batch)",
+                **NON_NEGATIVE),
     "decay_start": Opt(0.5, "fraction of --epochs after which the learning rate decays "
-                            "linearly to 0"),
+                            "linearly to 0", **FRACTION),
     **IMAGE_TO_IMAGE_TECHNIQUES,
     "loss": Opt("lsgan", "adversarial loss (the paper's: lsgan)", ("bce", "lsgan", "hinge")),
 }
@@ -275,26 +310,27 @@ DIRECTION = Opt(None, "AtoB or BtoA (pix2pix: the run's own direction, the only 
 
 # Diffusion (DDPM): training, sampling (`sample`) and SDEdit denoising (`translate`).
 DDPM_OPTIONS = {
-    "timesteps": Opt(1000, "diffusion steps T"),
+    "timesteps": Opt(1000, "diffusion steps T", low=2),
     "schedule": Opt("linear", "beta schedule: linear (Ho et al. 2020) or cosine (Nichol & "
                               "Dhariwal 2021)", ("linear", "cosine")),
-    "width": Opt(24, "U-Net channels at full resolution (x2 at 1/2 and 1/4)"),
-    "blocks": Opt(1, "residual blocks per U-Net level"),
+    "width": Opt(24, "U-Net channels at full resolution (x2 at 1/2 and 1/4)", **COUNT),
+    "blocks": Opt(1, "residual blocks per U-Net level", **COUNT),
     "attention": Opt(True, "self-attention at the lowest resolution (--no-attention: off)"),
     "conditional": Opt(False, "class-conditional: a class embedding is added to the time "
                               "embedding (sample with --digit/--label, --guidance)"),
     "label_drop": Opt(0.1, "fraction of labels replaced by 'no class' while training, so "
-                           "classifier-free guidance works"),
-    "lr": Opt(1e-3, "Adam learning rate"),
+                           "classifier-free guidance works", **FRACTION),
+    "lr": Opt(1e-3, "Adam learning rate", **POSITIVE),
     "ema": Opt(0.999, "EMA decay of the weights that sample (0: sample from the trained "
-                      "weights)"),
+                      "weights)", **DECAY),
 }
 
 DDPM_SAMPLE_OPTIONS = {
-    "steps": Opt(None, "denoising steps (default: 50 for ddim, T for ddpm)", type=int),
+    "steps": Opt(None, "denoising steps (default: 50 for ddim, T for ddpm)", type=int,
+                 **COUNT),
     "sampler": Opt("ddim", "ddpm: ancestral (Ho et al.); ddim: fewer, deterministic steps "
                            "(Song et al. 2021)", ("ddim", "ddpm")),
-    "eta": Opt(0.0, "DDIM noise (0: deterministic, 1: as much as DDPM)"),
+    "eta": Opt(0.0, "DDIM noise (0: deterministic, 1: as much as DDPM)", **NON_NEGATIVE),
     "guidance": Opt(1.0, "classifier-free guidance scale (conditional runs): 0 unconditional, "
                          "1 conditional, 2-4 more typical of the class"),
     "show_steps": Opt(False, "also write OUT_steps.png: the denoising trajectory of the first "
@@ -302,22 +338,27 @@ DDPM_SAMPLE_OPTIONS = {
 }
 
 DDPM_TRANSLATE_OPTIONS = {
-    "strength": Opt(0.5, "how far to noise the inputs before denoising (fraction of T)"),
-    "steps": Opt(50, "denoising steps for the whole chain (strength x steps are run)"),
+    "strength": Opt(0.5, "how far to noise the inputs before denoising (fraction of T)",
+                    low=0, high=1, open="low"),
+    "steps": Opt(50, "denoising steps for the whole chain (strength x steps are run)",
+                 **COUNT),
     "sampler": DDPM_SAMPLE_OPTIONS["sampler"],
     "digit": Opt(None, "class to denoise towards (conditional runs); default: no class",
                  type=int),
     "add_noise": Opt(0.0, "first corrupt the inputs with Gaussian noise of this std (0-1 "
-                          "intensity scale) and print PSNR noisy vs denoised"),
+                          "intensity scale) and print PSNR noisy vs denoised", **NON_NEGATIVE),
     "seed": Opt(0, "seed for the noise"),
 }
 
 CLASSIFIER_OPTIONS = {
-    "width": Opt(32, "channels of the first 5x5 conv block (the second has twice as many)"),
-    "feature_dim": Opt(128, "units of the penultimate layer (the classifier-FID features)"),
-    "dropout": Opt(0.3, "dropout before the last layer"),
-    "lr": Opt(1e-3, "Adam learning rate (decays linearly to 0 over --epochs)"),
-    "shift": Opt(2, "random shifts of up to this many pixels while training (0: none)"),
+    "width": Opt(32, "channels of the first 5x5 conv block (the second has twice as many)",
+                 **COUNT),
+    "feature_dim": Opt(128, "units of the penultimate layer (the classifier-FID features)",
+                       **COUNT),
+    "dropout": Opt(0.3, "dropout before the last layer", **DECAY),
+    "lr": Opt(1e-3, "Adam learning rate (decays linearly to 0 over --epochs)", **POSITIVE),
+    "shift": Opt(2, "random shifts of up to this many pixels while training (0: none)",
+                 **NON_NEGATIVE),
 }
 
 # NHWC by default where `make bench` measured it faster on the CPU in fp32: DCGAN-style

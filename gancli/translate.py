@@ -67,7 +67,7 @@ def psnr(output: torch.Tensor, target: torch.Tensor) -> float:
 
 
 def translate_folder(trainer: Trainer, input_dir: Path, out: Path, options: dict,
-                     batch_size: int = 16) -> dict[str, float]:
+                     batch_size: int = 16, source: Path | None = None) -> dict[str, float]:
     """Translate every image under `input_dir` into `out`; returns the printed numbers."""
     if not input_dir.is_dir():
         raise GancliError(f"input folder {input_dir} does not exist")
@@ -123,16 +123,19 @@ def translate_folder(trainer: Trainer, input_dir: Path, out: Path, options: dict
     if paired:
         numbers.update({k: v / paired for k, v in pair_sums.items()})
     _summary(trainer, input_dir, out, done, paired, len(files) - len(images), unreadable,
-             numbers)
+             numbers, source)
     return numbers
 
 
 def _summary(trainer: Trainer, input_dir: Path, out: Path, done: int, paired: int,
-             others: int, unreadable: list[str], numbers: dict[str, float]) -> None:
+             others: int, unreadable: list[str], numbers: dict[str, float],
+             source: Path | None) -> None:
     table = Table(title=f"{trainer.spec.name}: {input_dir} -> {out}", show_header=False,
                   title_justify="left")
     table.add_column(style="bold")
     table.add_column()
+    if source:
+        table.add_row("run", str(source))
     table.add_row("translated", f"{done} images" + (f" ({paired} A|B pairs: input half in, "
                                                     "scored against the other half)"
                                                     if paired else ""))

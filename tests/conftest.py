@@ -17,7 +17,9 @@ TINY = ["--image-size", "16", "--ngf", "8", "--ndf", "8", "--batch-size", "8", "
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Runs land in tmp_path, datasets never download, one thread keeps results exact."""
+    """Runs (and any default output file) land in tmp_path, datasets never download, one
+    thread keeps results exact."""
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GANCLI_CHECKPOINTS", str(tmp_path / "checkpoints"))
     monkeypatch.setenv("GANCLI_DATA", str(tmp_path / "no-data"))
     torch.set_num_threads(1)

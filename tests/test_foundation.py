@@ -111,7 +111,7 @@ def test_errors_are_one_line(cli, folder, tmp_path):
                    "image size 30")
     one_line_error(cli("train", "dcgan", "--dataset", "folder:/no/such/dir"), "does not exist")
     one_line_error(cli("train", "dcgan", "--wat", "1"), "no option --wat")
-    one_line_error(cli("sample", "dcgan"), "no trained dcgan run")
+    one_line_error(cli("sample", "wgan-gp"), "no trained wgan-gp run", "--checkpoints-dir")
     one_line_error(cli("sample", tmp_path / "missing.pt"), "neither a model")
 
 

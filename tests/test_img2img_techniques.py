@@ -217,7 +217,7 @@ def test_default_transform_is_the_plain_jitter():
     (["pix2pix", "--loss", "wasserstein"], "--loss must be one of bce, lsgan, hinge"),
     (["pix2pix", "--gan-loss", "lsgan"], "no option --gan-loss"),
     (["cyclegan", "--diffaug", "color,blur"], "unknown DiffAugment policy 'blur'"),
-    (["cyclegan", "--ema", "1"], "--ema is a decay"),
+    (["cyclegan", "--ema", "1"], "--ema must be in [0, 1)"),
     (["pix2pix", "--augment", "fancy"], "--augment must be one of"),
     (["cyclegan", "--spectral-norm=maybe"], "--spectral-norm takes no value"),
 ])

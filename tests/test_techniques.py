@@ -176,7 +176,8 @@ def test_technique_options_reach_the_networks():
     (["wgan-gp", "--loss", "hinge"], "no option --loss"),
     (["cgan", "--discriminator", "multiclass", "--loss", "lsgan"], "--loss applies"),
     (["dcgan", "--diffaug", "color,blur"], "unknown DiffAugment policy 'blur'"),
-    (["dcgan", "--ema", "1"], "--ema is a decay"),
+    (["dcgan", "--ema", "1"], "--ema must be in [0, 1), not 1"),
+    (["dcgan", "--diffaug", "color,color"], "names a policy twice"),
     (["dcgan", "--augment", "fancy"], "--augment must be one of"),
 ])
 def test_invalid_technique_combinations_are_rejected(cli, args, needle):

@@ -77,13 +77,18 @@ def statistics(features: np.ndarray, extractor: str) -> Stats:
     return Stats(np.mean(feats, axis=0), np.cov(feats, rowvar=False), len(features), extractor)
 
 
-def too_few(n: int, dims: int) -> str | None:
+def too_few(n: int, dims: int, extractor: str = "inception") -> str | None:
     """A warning when n samples cannot give a full-rank covariance in `dims` dimensions."""
     if n and n <= dims:
         return (f"{n} samples for {dims}-dimensional features: the covariance is singular "
-                f"and the distance unreliable; use more than {dims} (ideally 10,000) or "
-                "smaller --dims")
+                f"and the distance unreliable; use more than {dims} (ideally 10,000)"
+                + smaller_dims(extractor))
     return None
+
+
+def smaller_dims(extractor: str) -> str:
+    """Only Inception features come in smaller sizes (--dims)."""
+    return " or a smaller --dims" if extractor.startswith("inception") else ""
 
 
 def frechet_distance(a: Stats, b: Stats) -> float:
@@ -105,8 +110,8 @@ def frechet_distance(a: Stats, b: Stats) -> float:
         raise GancliError(
             f"the distance is numerically undefined (pytorch-fid: {exc}): the covariances "
             f"of {a.n or '?'} and {b.n or '?'} samples in {a.dims} dimensions are too "
-            f"ill-conditioned; use at least {need} samples per set (ideally 10,000) or "
-            "smaller --dims") from None
+            f"ill-conditioned; use at least {need} samples per set (ideally 10,000)"
+            + smaller_dims(a.extractor)) from None
 
 
 class Extractor(ABC):
