@@ -6,6 +6,7 @@ it was trained; benchmarks/bench.py measures what each one is worth per model an
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 import torch
@@ -78,6 +79,9 @@ def tune(device: torch.device) -> None:
 def compile_nets(nets: dict[str, nn.Module]) -> None:
     """torch.compile every trained network in place (state_dict keys stay the same); EMA
     copies only sample once per epoch, not worth a compile."""
+    # a CUDA build of torch on a machine without a GPU warns about CUDA_HOME while
+    # compiling for the CPU: noise, not a problem
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     for name, net in nets.items():
         if not name.endswith("_ema"):
             net.compile()

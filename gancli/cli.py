@@ -111,7 +111,8 @@ def train(
     image_size: ImageSize = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Total epochs (also when "
                                                            "resuming). Default 5.")] = None,
-    batch_size: Annotated[int | None, typer.Option(min=1, help="Default 128.")] = None,
+    batch_size: Annotated[int | None, typer.Option(
+        min=1, help="Images per step (per process under torchrun). Default 128.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (init, noise, batch "
                                                   "order). Default 0.")] = None,
     max_steps: Annotated[int | None, typer.Option(
@@ -151,8 +152,8 @@ def train(
 ) -> None:
     """Train a model; writes checkpoints, sample grids and loss curves to its run folder.
 
-    Multi-process: torchrun --nproc_per_node N -m gancli train MODEL ... (one process per
-    GPU, or gloo on CPU); --batch-size is per process."""
+    Several processes (GPUs, or CPUs over gloo): torchrun --nproc_per_node N -m gancli train.
+    """
     from gancli import engine
 
     overrides = {
