@@ -6,6 +6,7 @@ import io
 import os
 import pickle
 import tempfile
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,8 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
     except FileNotFoundError:
         raise GancliError(f"checkpoint {path} does not exist") from None
     except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, OSError) as exc:
-        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        reason = (textwrap.shorten(str(exc).strip().splitlines()[0], 120, placeholder="...")
+                  if str(exc).strip() else type(exc).__name__)
         raise GancliError(f"{path} is not a readable gancli checkpoint ({reason})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise GancliError(f"{path} is not a gancli checkpoint")

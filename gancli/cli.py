@@ -39,8 +39,22 @@ def friendly(fn):
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]")
             raise typer.Exit(130) from None
+        except (MemoryError, RuntimeError) as exc:
+            if not out_of_memory(exc):
+                raise
+            where = "GPU memory" if type(exc).__name__ == "OutOfMemoryError" else "memory"
+            err.print(f"[red]error:[/] out of {where}; try a smaller --image-size or "
+                      "--batch-size", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
 
     return wrapper
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """MemoryError, torch.OutOfMemoryError (a RuntimeError) or the CPU allocator's refusal."""
+    text = str(exc).lower()
+    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or (
+        "can't allocate memory" in text or "out of memory" in text)
 
 
 def _version(value: bool) -> None:
@@ -68,6 +82,7 @@ DataRoot = Annotated[Path | None, typer.Option(
 ImageSize = Annotated[int | None, typer.Option(
     min=8, help="Square image size in pixels. Default: the dataset's own size.")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")]
+SEED_MAX = 2**32 - 1  # torch takes 64 bits, but per-process seeds are derived from it
 Threads = Annotated[int | None, typer.Option(
     min=1, help="CPU threads for PyTorch (1 is fastest on a busy 2-core machine).")]
 
@@ -113,7 +128,8 @@ def train(
                                                            "resuming). Default 5.")] = None,
     batch_size: Annotated[int | None, typer.Option(
         min=1, help="Images per step (per process under torchrun). Default 128.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed (init, noise, batch "
+    seed: Annotated[int | None, typer.Option(min=0, max=SEED_MAX,
+                                             help="Random seed (init, noise, batch "
                                                   "order). Default 0.")] = None,
     max_steps: Annotated[int | None, typer.Option(
         min=1, help="Stop after this many optimizer steps in all (smoke runs, fixed "
@@ -185,7 +201,7 @@ def sample(
         help="Class to generate on digit datasets (conditional models).")] = None,
     label: Annotated[str | None, typer.Option(
         help="Class to generate, by name or index (conditional models).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for the noise.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="Seed for the noise.")] = 0,
     device: Device = "auto",
     num_threads: Threads = None,
     checkpoints_dir: Checkpoints = None,
@@ -196,8 +212,13 @@ def sample(
 
     from gancli import engine, viz
 
+    viz.image_format(out)
     trainer, ckpt = engine.restore(target, engine.pick_device(device), checkpoints_dir)
     extra = trainer.spec.parse_options(list(ctx.args), trainer.spec.sample_options)
+    if extra.get("gif") and not extra["gif"].lower().endswith(".gif"):
+        raise GancliError(f"--gif writes an animated GIF: name it .gif, not {extra['gif']}")
+    if label is not None and digit is not None:
+        raise GancliError("give the class once: --digit or --label")
     wanted = label if label is not None else (None if digit is None else str(digit))
     labels = None
     if wanted is not None:
@@ -238,7 +259,7 @@ def sample(
         err.print(f"{suffix} -> {extra_path}")
     if out_dir:
         for i, image in enumerate(images):
-            viz.save_png(viz.grid(image[None], nrow=1, pad=0), out_dir / f"{i:05d}.png")
+            viz.save_image(viz.grid(image[None], nrow=1, pad=0), out_dir / f"{i:05d}.png")
     err.print(f"{n} samples from {ckpt['path']} -> {out}" + (f" and {out_dir}/" if out_dir
                                                              else ""))
 
@@ -301,8 +322,11 @@ def translate(
     trainer, ckpt = engine.restore(target, engine.pick_device(device), checkpoints_dir,
                                    model=expected)
     if not trainer.spec.translate_options:
+        from gancli.evaluate import can_generate
+
+        hint = " (try `gancli sample`)" if can_generate(trainer) else ""
         raise GancliError(f"{ckpt['path']} is a {trainer.spec.name} run, which does not "
-                          "translate images (try `gancli sample`)")
+                          f"translate images{hint}")
     options = trainer.spec.parse_options(list(ctx.args), trainer.spec.translate_options)
     translate_folder(trainer, input_dir, out, options, batch_size, ckpt["path"])
 
@@ -331,7 +355,8 @@ def fid(
     save_stats: Annotated[Path | None, typer.Option(
         help="Write the statistics of B (or of the only side) as a pytorch-fid .npz.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 50,
-    seed: Annotated[int, typer.Option(help="Seed for the samples' noise.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=SEED_MAX,
+                                      help="Seed for the samples' noise.")] = 0,
     data_root: DataRoot = None,
     device: Device = "auto",
     num_threads: Threads = None,
@@ -356,11 +381,13 @@ def export(
     out: Annotated[Path, typer.Argument(help="Folder to write the exported run into.")],
     fp32: Annotated[bool, typer.Option(help="Keep fp32 weights (default: fp16, half the "
                                             "size).")] = False,
+    checkpoints_dir: Checkpoints = None,
 ) -> None:
-    """Write a small sample-only copy of a run: generator weights, config, grids."""
+    """Write a small sample-only copy of a run into a new folder: generator weights, config,
+    grids."""
     from gancli import engine
 
-    engine.export_run(target, out, half=not fp32)
+    engine.export_run(target, out, half=not fp32, root=checkpoints_dir)
 
 
 def class_index(wanted: str, conditional: bool, classes: list[str], model: str) -> int:
@@ -376,4 +403,23 @@ def class_index(wanted: str, conditional: bool, classes: list[str], model: str) 
 
 
 def main() -> None:
-    app()
+    """The `gancli` command: click's own usage errors (a missing argument, --epochs 0) are
+    one `error:` line too, like gancli's."""
+    try:  # newer typer carries its own copy of click
+        from typer._click.exceptions import NoArgsIsHelpError, UsageError
+    except ImportError:
+        from click.exceptions import NoArgsIsHelpError, UsageError
+
+    try:
+        code = app(standalone_mode=False)
+    except NoArgsIsHelpError as exc:
+        exc.show()  # bare `gancli`: the help
+        raise SystemExit(2) from None
+    except UsageError as exc:
+        where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
+        err.print(f"[red]error:[/] {exc.format_message()}{where}", highlight=False,
+                  soft_wrap=True)
+        raise SystemExit(2) from None
+    except typer.Abort:  # Ctrl-C outside a command's own handling
+        raise SystemExit(130) from None
+    raise SystemExit(code or 0)

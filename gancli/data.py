@@ -143,6 +143,8 @@ def _folder_path(spec: str) -> Path:
     if not spec.startswith("folder:"):
         names = ", ".join([*BUILTINS, "folder:PATH"])
         raise GancliError(f"unknown dataset '{spec}' (choose from {names})")
+    if not spec.removeprefix("folder:").strip():
+        raise GancliError("folder: needs a path, e.g. folder:../shared/data/grumpy_cats/B")
     path = Path(spec.removeprefix("folder:")).expanduser()
     if not path.is_dir():
         raise GancliError(f"dataset folder {path} does not exist")

@@ -190,21 +190,30 @@ def export_run(target: str, out: Path, half: bool = True, root: Path | None = No
     keep = [k for k in trainer.nets if k not in trainer.discriminators]
     src: Path = ckpt["path"].parent
     out = Path(out)
-    if out.resolve() == src.resolve():
-        raise GancliError("export into a folder other than the run itself")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise GancliError(f"export writes a new folder; {out} already exists"
+                          + ("" if out.is_dir() else " as a file") + " (pick another name)")
     slim = checkpoint.export(ckpt, keep, half)
     slim["state"] = {**slim["state"], "commands": [*slim["state"].get("commands", []),
                                                    shlex.join(["gancli", *sys.argv[1:]])]}
-    checkpoint.save(out / checkpoint.FILENAME, slim)
-    for name in ("config.json", "metrics.jsonl", "losses.csv", "loss_curves.png",
-                 "real_vs_fake.png", "samples"):
-        if (src / name).is_dir():
-            shutil.copytree(src / name, out / name, dirs_exist_ok=True)
-        elif (src / name).exists():
-            shutil.copy2(src / name, out / name)
+    try:
+        checkpoint.save(out / checkpoint.FILENAME, slim)
+        for name in ("config.json", "metrics.jsonl", "losses.csv", "loss_curves.png",
+                     "real_vs_fake.png", "samples"):
+            if (src / name).is_dir():
+                shutil.copytree(src / name, out / name, dirs_exist_ok=True)
+            elif (src / name).exists():
+                shutil.copy2(src / name, out / name)
+    except OSError as exc:
+        raise GancliError(f"cannot write {out}: {exc.strerror or exc}") from None
     size = (out / checkpoint.FILENAME).stat().st_size / 1e6
     console.print(f"exported {', '.join(keep)} ({'fp16' if half else 'fp32'}, {size:.1f} MB) "
                   f"-> {out}")
+
+
+def flag_of(key: str) -> str:
+    """The command-line flag of a config key (fid_features is --features)."""
+    return {"fid_features": "--features"}.get(key, "--" + key.replace("_", "-"))
 
 
 def _prepare_run(model: str, overrides: dict, name: str | None, resume: str | None,
@@ -212,7 +221,14 @@ def _prepare_run(model: str, overrides: dict, name: str | None, resume: str | No
     """The run's config, folder and the checkpoint to resume from: a new folder, or the
     resumed run's config with the options that may change on resume."""
     if resume:
+        if name:
+            raise GancliError("--resume continues a run in its own folder; it takes no --name")
         path = checkpoint.resolve(resume, root, registry.MODELS)
+        if path.name != checkpoint.FILENAME and (path.parent / checkpoint.FILENAME).exists():
+            raise GancliError(
+                f"{path} is not the run's latest state ({path.parent / checkpoint.FILENAME}"
+                "); resuming from it would overwrite that. To go on from it, copy it as "
+                f"{checkpoint.FILENAME} into a new folder and --resume that")
         ckpt = checkpoint.load(path)
         cfg = dict(ckpt["config"])
         if cfg["model"] != model:
@@ -223,13 +239,16 @@ def _prepare_run(model: str, overrides: dict, name: str | None, resume: str | No
         fixed = [k for k, v in overrides.items()
                  if v is not None and k not in RESUMABLE and cfg.get(k) != v]
         if fixed:
-            flag = "--" + fixed[0].replace("_", "-")
             raise GancliError(
-                f"{flag} is fixed by the run ({cfg.get(fixed[0])}); on --resume only "
-                + ", ".join("--" + k.replace("_", "-") for k in RESUMABLE) + " may change")
+                f"{flag_of(fixed[0])} is fixed by the run ({cfg.get(fixed[0])}); on --resume "
+                f"only {', '.join(map(flag_of, RESUMABLE))} may change")
         cfg.update({k: overrides[k] for k in RESUMABLE if overrides.get(k) is not None})
         cfg["max_steps"] = overrides.get("max_steps")  # a stop condition for one invocation
+        for stale in path.parent.glob(f".{checkpoint.FILENAME}.*.tmp"):  # a killed save's
+            stale.unlink(missing_ok=True)
         return cfg, path.parent, path
+    if name and (Path(name).name != name or name in (".", "..")):
+        raise GancliError(f"--name is a folder name under {root / model}, not a path: '{name}'")
     cfg = registry.get(model).config(overrides)
     if not name:  # a timestamp; runs started within the same second get -2, -3, ...
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -268,16 +287,18 @@ def _train(model: str, overrides: dict, name: str | None, resume: str | None,
            dev: torch.device, world: World, root: Path) -> int:
     cfg, run_dir, resume_from = world.share(
         lambda: _prepare_run(model, overrides, name, resume, root))
+    code = 1
     try:
-        return _start(cfg, Run(run_dir), resume_from, dev, world)
-    except BaseException:
-        # a new run that failed before its first checkpoint (missing data, bad option,
-        # Ctrl-C twice) leaves no half-made folder behind
-        if resume_from is None and world.main and not (run_dir / checkpoint.FILENAME).exists():
+        code = _start(cfg, Run(run_dir), resume_from, dev, world)
+        return code
+    finally:
+        # a new run that failed before its first checkpoint (missing data, a bad option, a
+        # loss that diverged at once, Ctrl-C twice) leaves no half-made folder behind
+        if (code and resume_from is None and world.main
+                and not (run_dir / checkpoint.FILENAME).exists()):
             shutil.rmtree(run_dir, ignore_errors=True)
             with contextlib.suppress(OSError):  # the model's folder, if this was its first
                 run_dir.parent.rmdir()
-        raise
 
 
 def _start(cfg: dict, run: Run, resume_from: Path | None, dev: torch.device,
@@ -324,6 +345,12 @@ def _start(cfg: dict, run: Run, resume_from: Path | None, dev: torch.device,
     console.print(f"[bold]{cfg['model']}[/] on {cfg['dataset']} ({trainer.info['num_images']} "
                   f"images, {cfg['image_size']}px) on {dev}{procs}{amp} -> {run.dir}"
                   + (f"  [dim](resumed at {where(state)})[/]" if ckpt else ""))
+    if state.epoch >= cfg["epochs"] or (cfg["max_steps"] or math.inf) <= state.step:
+        limit = f"--max-steps {cfg['max_steps']}" if cfg["max_steps"] else ""
+        console.print(f"nothing to do: the run has trained {counted(state.epoch, 'epoch')} "
+                      f"({counted(state.step, 'step')}); raise --epochs {cfg['epochs']} "
+                      + (f"or {limit} " if limit else "") + "to train on")
+        return 0
     hooks = epoch_hooks(cfg, trainer) if world.main else []
     return fit(trainer, batches, run, cfg, state, hooks, world)
 
@@ -487,9 +514,10 @@ def fit(trainer: Trainer, batches: data.Batches, run: Run, cfg: dict, state: Run
                             break
                 means = _means(sums, max(steps_here, 1), world)  # the epoch's, before saving
             except Diverged as exc:
+                kept = (f"The last good checkpoint is {run.checkpoint}"
+                        if run.checkpoint.exists() else "No checkpoint was written")
                 console.print(f"[red]error:[/] {exc} at step {state.step}; training stopped. "
-                              f"The last good checkpoint is {run.checkpoint} "
-                              "(try a lower --lr).")
+                              f"{kept} (try a lower --lr).")
                 return 1
             if state.step_in_epoch >= per_epoch:
                 state.epoch += 1

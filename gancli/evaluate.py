@@ -254,6 +254,9 @@ def make_extractor(features: str, facts: Facts, opts: Options) -> Extractor:
         return InceptionFeatures(opts.dims, opts.device, opts.inception_weights)
     if features != "classifier":
         raise GancliError(f"--features must be inception or classifier, not '{features}'")
+    if opts.dims != 2048:
+        raise GancliError("--dims picks an Inception layer; classifier features have the "
+                          "classifier's own size (its --feature-dim)")
     trainer, path = find_classifier(facts, opts)
     err.print(f"[dim]classifier features: {path}[/]")
     return ClassifierFeatures(trainer, path)
@@ -281,6 +284,12 @@ def fid(a: str | None, b: str | None, opts: Options, save_stats: Path | None = N
         stats = [s.stats(None, opts) for s in sides]
         extractor_name, dims = stats[0].extractor, stats[0].dims
     else:  # a run's facts pick the classifier before its training data's
+        shapes = {(f.channels, f.image_size) for f in facts}
+        if opts.features == "classifier" and len(shapes) > 1:
+            raise GancliError(
+                "classifier features compare images of one kind; these are "
+                + " and ".join(f"{c}x{s}px" for c, s in sorted(shapes))
+                + " (use --features inception)")
         extractor = make_extractor(opts.features, facts[-1], opts)
         stats = [s.stats(extractor, opts) for s in sides]
         extractor_name, dims = extractor.name, extractor.dims
@@ -319,8 +328,9 @@ def result_table(sides: list[Side], stats: list[Stats], distance: float, extract
     table = Table(title=f"A: {sides[0].label}\nB: {sides[1].label}", title_justify="left")
     for name in ("FID", "n A", "n B", "features", "dims", "seconds"):
         table.add_column(name, justify="left" if name == "features" else "right")
-    table.add_row(f"[bold]{distance:.2f}[/]", *(str(s.n or "?") for s in stats), extractor,
-                  str(dims), f"{seconds:.1f}")
+    # identical sets give a tiny negative number (float error); a distance is >= 0
+    table.add_row(f"[bold]{max(distance, 0.0):.2f}[/]", *(str(s.n or "?") for s in stats),
+                  extractor, str(dims), f"{seconds:.1f}")
     return table
 
 

@@ -6,6 +6,7 @@ Adding a model means one new file (networks and/or a trainer) and one entry in M
 from __future__ import annotations
 
 import importlib
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +77,8 @@ class Opt:
         return value
 
     def within(self, value: Any) -> bool:
+        if isinstance(value, float) and not math.isfinite(value):
+            return False  # nan slips through every comparison; inf is never a setting
         if self.low is not None and (value < self.low or "low" in self.open
                                      and value == self.low):
             return False
@@ -85,6 +88,8 @@ class Opt:
     def domain(self) -> str:
         """The allowed range in words: '> 0', '>= 1', 'in [0, 1)'."""
         lo, hi = self.low, self.high
+        if lo is None and hi is None:
+            return "a finite number"
         if hi is None:
             return f"{'>' if 'low' in self.open else '>='} {lo:g}"
         if lo is None:
@@ -175,6 +180,9 @@ def check_combinations(cfg: dict[str, Any]) -> None:
     if cfg.get("loss", "bce") != "bce" and cfg.get("discriminator") == "multiclass":
         raise GancliError("--loss applies to a real/fake discriminator; --discriminator "
                           "multiclass is trained with cross-entropy")
+    if cfg.get("fid_features") not in (None, "inception", "classifier"):
+        raise GancliError(f"--features must be inception or classifier, not "
+                          f"'{cfg['fid_features']}'")
     if cfg.get("diffaug"):
         from gancli.augment import parse_policy
 
@@ -330,9 +338,9 @@ DDPM_SAMPLE_OPTIONS = {
                  **COUNT),
     "sampler": Opt("ddim", "ddpm: ancestral (Ho et al.); ddim: fewer, deterministic steps "
                            "(Song et al. 2021)", ("ddim", "ddpm")),
-    "eta": Opt(0.0, "DDIM noise (0: deterministic, 1: as much as DDPM)", **NON_NEGATIVE),
+    "eta": Opt(0.0, "DDIM noise (0: deterministic, 1: as much as DDPM)", **FRACTION),
     "guidance": Opt(1.0, "classifier-free guidance scale (conditional runs): 0 unconditional, "
-                         "1 conditional, 2-4 more typical of the class"),
+                         "1 conditional, 2-4 more typical of the class", **NON_NEGATIVE),
     "show_steps": Opt(False, "also write OUT_steps.png: the denoising trajectory of the first "
                              "8 images, noise to image"),
 }
@@ -340,7 +348,7 @@ DDPM_SAMPLE_OPTIONS = {
 DDPM_TRANSLATE_OPTIONS = {
     "strength": Opt(0.5, "how far to noise the inputs before denoising (fraction of T)",
                     low=0, high=1, open="low"),
-    "steps": Opt(50, "denoising steps for the whole chain (strength x steps are run)",
+    "steps": Opt(50, "denoising steps for the whole chain, at most T (strength x steps are run)",
                  **COUNT),
     "sampler": DDPM_SAMPLE_OPTIONS["sampler"],
     "digit": Opt(None, "class to denoise towards (conditional runs); default: no class",

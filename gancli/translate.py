@@ -72,6 +72,9 @@ def translate_folder(trainer: Trainer, input_dir: Path, out: Path, options: dict
     if not input_dir.is_dir():
         raise GancliError(f"input folder {input_dir} does not exist")
     out_abs = out.resolve()
+    if out_abs == input_dir.resolve() or out_abs in input_dir.resolve().parents:
+        raise GancliError(f"--out {out} is or holds the input folder {input_dir}; write the "
+                          "translations somewhere else")
     files = sorted(p for p in input_dir.rglob("*")
                    if p.is_file() and out_abs not in p.resolve().parents)
     images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]

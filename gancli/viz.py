@@ -37,13 +37,29 @@ def tile(x: torch.Tensor, nrow: int, pad: int, value: int = 255) -> torch.Tensor
     return out
 
 
-def save_png(image: torch.Tensor, path: Path) -> None:
-    """Save a uint8 (C, H, W) tensor as PNG, atomically (a grid is never half-written)."""
+# Formats a picture may be written in, by file suffix (anything else is refused rather than
+# PNG bytes under a .jpg name)
+FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
+           ".tif": "TIFF", ".tiff": "TIFF"}
+
+
+def image_format(path: Path) -> str:
+    """PIL's format name for `path`'s suffix; checked before slow work that ends in a save."""
+    fmt = FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise GancliError(f"cannot write {path}: name it .png, .jpg, .webp, .bmp or .tif")
+    return fmt
+
+
+def save_image(image: torch.Tensor, path: Path) -> None:
+    """Save a uint8 (C, H, W) tensor in the format its suffix names, atomically (a grid is
+    never half-written)."""
     from PIL import Image
 
+    fmt = image_format(path)
     arr = image.permute(1, 2, 0).contiguous().numpy()
     buf = io.BytesIO()
-    Image.fromarray(arr.squeeze(-1) if arr.shape[-1] == 1 else arr).save(buf, format="PNG")
+    Image.fromarray(arr.squeeze(-1) if arr.shape[-1] == 1 else arr).save(buf, format=fmt)
     try:
         atomic_write(Path(path), buf.getvalue())
     except OSError as exc:
@@ -51,7 +67,7 @@ def save_png(image: torch.Tensor, path: Path) -> None:
 
 
 def save_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
-    save_png(grid(images, nrow), path)
+    save_image(grid(images, nrow), path)
 
 
 def side_by_side(panels: list[tuple[str, torch.Tensor]], path: Path, nrow: int = 8) -> None:

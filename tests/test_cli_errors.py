@@ -21,6 +21,14 @@ def train_tiny(cli, folder: Path, model: str = "dcgan", name: str = "r", *extra:
     return result
 
 
+def train_pix2pix(cli, shared_data: Path) -> None:
+    """A tiny pix2pix run named p on the real facades pairs."""
+    result = cli("train", "pix2pix", "--dataset", "facades", "--data-root", shared_data,
+                 "--image-size", "32", "--ngf", "4", "--ndf", "4", "--batch-size", "2",
+                 "--max-steps", "1", "--name", "p")
+    assert result.exit_code == 0, result.output
+
+
 @pytest.mark.parametrize("args,needle", [
     (["dcgan", "--ngf", "0"], "--ngf must be >= 1, not 0"),
     (["dcgan", "--nz", "-1"], "--nz must be >= 1, not -1"),
@@ -109,9 +117,7 @@ def test_run_root_falls_back_when_the_stored_folder_is_gone(tmp_path):
 
 
 def test_image_to_image_runs_by_model_slash_run(cli, tmp_path, shared_data):
-    args = ["--dataset", "facades", "--data-root", shared_data, "--image-size", "32",
-            "--ngf", "4", "--ndf", "4", "--batch-size", "2", "--max-steps", "1"]
-    assert cli("train", "pix2pix", *args, "--name", "p").exit_code == 0
+    train_pix2pix(cli, shared_data)
     result = cli("translate", "pix2pix/p", shared_data / "facades" / "val", "--out",
                  tmp_path / "out")
     assert result.exit_code == 0, result.output
@@ -146,3 +152,123 @@ def test_counts_and_resume_words_agree():
 
     assert counted(1, "step") == "1 step" and counted(2, "epoch") == "2 epochs"
     assert where(RunState(epoch=8, step=100, step_in_epoch=4)) == "step 100 (epoch 9, 4 steps in)"
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["dcgan", "--lr", "nan"], "--lr must be > 0, not nan"),
+    (["dcgan", "--lr", "inf"], "--lr must be > 0, not inf"),
+    (["dcgan", "--ema", "nan"], "--ema must be in [0, 1)"),
+    (["cyclegan", "--decay-start", "nan"], "--decay-start"),
+    (["pix2pix", "--l1-weight", "nan"], "--l1-weight"),
+    (["dcgan", "--features", "foo"], "--features must be inception or classifier"),
+    (["dcgan", "--name", "../escape"], "not a path"),
+    (["dcgan", "--dataset", "folder:"], "folder: needs a path"),
+])
+def test_non_finite_and_odd_values_are_refused(cli, args, needle):
+    one_line_error(cli("train", *args), needle)
+
+
+def test_export_never_overwrites_a_folder(cli, folder, tmp_path):
+    train_tiny(cli, folder)
+    run = tmp_path / "checkpoints" / "dcgan" / "r"
+    before = (run / "checkpoint.pt").read_bytes()
+    one_line_error(cli("export", "r", run.parent), "already exists")
+    one_line_error(cli("export", "r", run), "already exists")
+    assert (run / "checkpoint.pt").read_bytes() == before
+    (tmp_path / "afile").write_text("x")
+    one_line_error(cli("export", "r", tmp_path / "afile"), "as a file")
+    assert cli("export", "r", tmp_path / "new").exit_code == 0
+    one_line_error(cli("export", "r", tmp_path / "new"), "already exists")
+
+
+def test_resume_only_from_the_latest_state_and_in_place(cli, folder, tmp_path):
+    train_tiny(cli, folder)
+    run = tmp_path / "checkpoints" / "dcgan" / "r"
+    (run / "best.pt").write_bytes((run / "checkpoint.pt").read_bytes())
+    one_line_error(cli("train", "dcgan", "--resume", run / "best.pt"), "not the run's latest")
+    one_line_error(cli("train", "dcgan", "--resume", "r", "--name", "other"), "no --name")
+    (run / ".checkpoint.pt.abc.tmp").write_bytes(b"half a save")  # a save killed mid-write
+    assert cli("train", "dcgan", "--resume", "r", "--max-steps", "2").exit_code == 0
+    assert not list(run.glob(".checkpoint.pt.*.tmp"))
+    result = cli("train", "dcgan", "--resume", "r", "--max-steps", "2")
+    assert result.exit_code == 0 and "nothing to do" in result.stderr
+
+
+def test_a_loss_that_diverges_before_any_checkpoint_leaves_nothing(cli, folder, tmp_path,
+                                                                   monkeypatch):
+    from gancli.trainers.noise_gan import NoiseGAN
+
+    real_step = NoiseGAN.train_step
+
+    def diverging(self, batch):
+        out = real_step(self, batch)
+        return {k: v * float("nan") for k, v in out.items()}
+
+    monkeypatch.setattr(NoiseGAN, "train_step", diverging)
+    result = cli("train", "dcgan", "--dataset", f"folder:{folder}", *TINY, "--name", "nan")
+    assert result.exit_code == 1 and "No checkpoint was written" in result.stderr
+    assert not (tmp_path / "checkpoints" / "dcgan" / "nan").exists()
+
+
+def test_sample_output_format_follows_the_suffix(cli, folder, tmp_path):
+    from PIL import Image
+
+    train_tiny(cli, folder, "cdcgan")
+    assert cli("sample", "cdcgan", "--out", tmp_path / "s.jpg").exit_code == 0
+    assert Image.open(tmp_path / "s.jpg").format == "JPEG"
+    one_line_error(cli("sample", "cdcgan", "--out", tmp_path / "s.txt"), "name it .png")
+    one_line_error(cli("sample", "cdcgan", "--digit", "1", "--label", "class0"), "once")
+    one_line_error(cli("sample", "cdcgan", "--interpolate", "2", "--gif", tmp_path / "w.png"),
+                   "name it .gif")
+
+
+def test_translate_output_must_not_hold_the_input(cli, tmp_path, shared_data):
+    import shutil
+
+    train_pix2pix(cli, shared_data)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    shutil.copy(next((shared_data / "facades" / "val").glob("*.jpg")), inputs)
+    one_line_error(cli("translate", "pix2pix/p", inputs, "--out", inputs), "holds the input")
+    one_line_error(cli("translate", "pix2pix/p", inputs, "--out", tmp_path), "holds the input")
+
+
+def test_fid_refuses_what_it_would_ignore(cli, folder, tmp_path):
+    from tests.conftest import make_folder
+
+    gray = make_folder(tmp_path / "gray", channels=1, size=28)
+    one_line_error(cli("fid", folder, gray, "--features", "classifier"), "one kind")
+    one_line_error(cli("fid", gray, gray, "--features", "classifier", "--dims", "64"),
+                   "--dims picks an Inception layer")
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    one_line_error(cli("fid", bad, bad), "not a statistics .npz")
+    result = cli("fid", gray, "--save-stats", "/proc/no/x.npz", "--features", "classifier")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.stderr.strip().splitlines()[-1].startswith("error: cannot write /proc/no")
+
+
+def test_usage_errors_are_one_line_too(monkeypatch, capsys):
+    from gancli import cli as cli_module
+
+    for argv, needle in ((["train", "dcgan", "--epochs", "0"], "--epochs"),
+                         (["train"], "Missing argument"),
+                         (["nope"], "No such command"),
+                         (["train", "dcgan", "--seed", "-1"], "--seed")):
+        monkeypatch.setattr("sys.argv", ["gancli", *argv])
+        with pytest.raises(SystemExit) as stop:
+            cli_module.main()
+        assert stop.value.code == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0]
+
+
+def test_out_of_memory_is_one_line(cli, monkeypatch):
+    from gancli import engine
+
+    def no_memory(*args, **kwargs):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to "
+                           "allocate 17179869184 bytes")
+
+    monkeypatch.setattr(engine, "train", no_memory)
+    one_line_error(cli("train", "dcgan"), "out of memory", "--image-size")

@@ -11,6 +11,8 @@ from PIL import Image
 
 from gancli import checkpoint, diffusion, engine, registry
 from gancli.errors import GancliError
+from gancli.nets.ddpm_unet import UNet, timestep_embedding
+from tests.test_foundation import one_line_error
 
 TINY = ["--image-size", "16", "--width", "8", "--batch-size", "8"]
 INFO = {"dataset": "folder:x", "channels": 1, "image_size": 16, "num_classes": 3,
@@ -157,3 +159,59 @@ def test_resume_is_exact(cli, folder, tmp_path):
     for net in ("unet", "unet_ema"):
         for key, value in full["nets"][net].items():
             assert torch.equal(value, half["nets"][net][key]), (net, key)
+
+
+@pytest.mark.parametrize("dim", range(1, 10))
+def test_time_embedding_has_the_requested_width(dim):
+    t = torch.tensor([0, 7, 999])
+    emb = timestep_embedding(t, dim)
+    assert emb.shape == (3, dim) and torch.isfinite(emb).all()
+    half = dim // 2
+    if half:  # even widths keep the plain formula, bit for bit
+        freqs = torch.exp(-math.log(10000) * torch.arange(half) / half)
+        angles = t.float()[:, None] * freqs[None]
+        assert torch.equal(emb[:, :2 * half], torch.cat([angles.sin(), angles.cos()], 1))
+    if dim % 2:  # an odd width ends in one zero column
+        assert torch.equal(emb[:, -1], torch.zeros(3))
+
+
+@pytest.mark.parametrize("width", [1, 3, 5, 7, 9])
+def test_odd_widths_build_and_run(width):
+    net = UNet(1, width, num_classes=3)
+    x = torch.randn(2, 1, 8, 8)
+    assert net(x, torch.tensor([0, 9]), torch.tensor([1, 3])).shape == x.shape
+
+
+def test_more_steps_than_timesteps_and_eta_with_ddpm_are_errors():
+    trainer = tiny_trainer("--timesteps", "10")
+    images = torch.zeros(2, 1, 16, 16)
+    with pytest.raises(GancliError, match=r"--steps 11 is more than this run's 10 diffusion"):
+        trainer.generate(2, steps=11)
+    with pytest.raises(GancliError, match=r"--steps 11 is more than this run's 10 diffusion"):
+        trainer.generate(2, steps=11, sampler="ddpm")
+    with pytest.raises(GancliError, match=r"--steps 11 is more than this run's 10 diffusion"):
+        trainer.translate(images, steps=11)
+    with pytest.raises(GancliError, match="--eta 0.5 .* --sampler ddpm"):
+        trainer.generate(2, steps=2, sampler="ddpm", eta=0.5)
+    # the limits themselves, eta with ddim, and translate's default of 50 on a T=10 run work
+    assert trainer.generate(1, steps=10, sampler="ddpm", eta=0.0).shape == (1, 1, 16, 16)
+    assert trainer.generate(1, steps=2, eta=0.5).shape == (1, 1, 16, 16)
+    assert trainer.translate(images, strength=0.2)[0].shape == images.shape
+    assert trainer.translate(images, strength=0.2, steps=10)[0].shape == images.shape
+
+
+def test_odd_width_run_and_its_sample_and_translate_checks_through_the_cli(cli, folder,
+                                                                          tmp_path):
+    result = cli("train", "ddpm", "--dataset", f"folder:{folder}", *TINY, "--width", "3",
+                 "--name", "r", "--timesteps", "50", "--max-steps", "1")
+    assert result.exit_code == 0, result.output
+    result = cli("inspect", "ddpm", "--width", "3", "--image-size", "16")
+    assert result.exit_code == 0, result.output
+    out = ["--out", tmp_path / "s.png"]
+    one_line_error(cli("sample", "ddpm", "--steps", "2000", *out),
+                   "--steps 2000 is more than this run's 50 diffusion steps (--timesteps)")
+    one_line_error(cli("sample", "ddpm", "--sampler", "ddpm", "--eta", "0.5", *out),
+                   "--eta 0.5", "--sampler ddpm")
+    one_line_error(cli("translate", "ddpm", folder, "--steps", "1000",
+                       "--out", tmp_path / "t"),
+                   "--steps 1000 is more than this run's 50 diffusion steps (--timesteps)")

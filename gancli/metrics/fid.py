@@ -13,6 +13,7 @@ import io
 import json
 import os
 import warnings
+import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -52,7 +53,10 @@ class Stats:
         buf = io.BytesIO()
         np.savez_compressed(buf, mu=self.mu, sigma=self.sigma, n=self.n,
                             extractor=self.extractor)
-        checkpoint.atomic_write(Path(path), buf.getvalue())
+        try:
+            checkpoint.atomic_write(Path(path), buf.getvalue())
+        except OSError as exc:
+            raise GancliError(f"cannot write {path}: {exc.strerror or exc}") from None
 
     @classmethod
     def load(cls, path: Path) -> Stats:
@@ -62,7 +66,7 @@ class Stats:
                 mu, sigma = f["mu"][:], f["sigma"][:]
                 n = int(f["n"]) if "n" in f else 0
                 extractor = str(f["extractor"]) if "extractor" in f else f"inception-{len(mu)}"
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
             raise GancliError(f"{path} is not a statistics .npz with mu and sigma "
                               f"({str(exc).splitlines()[0] if str(exc) else exc!r})") from None
         return cls(mu, sigma, n, extractor)

@@ -20,11 +20,15 @@ MULTS = (1, 2, 2)
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
-    """Transformer-style sin/cos features of the step, geometric frequencies 1 .. 1/10000."""
+    """Transformer-style sin/cos features of the step, geometric frequencies 1 .. 1/10000;
+    (N, dim) for any dim: an odd one ends in a zero column."""
     half = dim // 2
-    freqs = torch.exp(-math.log(10000) * torch.arange(half, device=t.device) / half)
+    freqs = torch.exp(-math.log(10000) * torch.arange(half, device=t.device) / max(half, 1))
     angles = t.float()[:, None] * freqs[None]
-    return torch.cat([angles.sin(), angles.cos()], dim=1)
+    features = [angles.sin(), angles.cos()]
+    if dim % 2:
+        features.append(torch.zeros(len(t), 1, device=t.device))
+    return torch.cat(features, dim=1)
 
 
 def _norm(channels: int) -> nn.GroupNorm:

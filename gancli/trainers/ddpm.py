@@ -24,6 +24,7 @@ PREVIEW = 64  # images in the grid of an unconditional model
 TRAJECTORY_ROWS = 8  # images shown by --show-steps
 TRAJECTORY_COLUMNS = 10  # snapshots of each, noise to image
 CHUNK = 256  # images denoised at once
+TRANSLATE_STEPS = 50  # SDEdit steps over the whole chain without --steps
 
 
 class DDPM(Trainer):
@@ -129,24 +130,39 @@ class DDPM(Trainer):
                  sampler: str = "ddim", eta: float = 0.0, guidance: float = 1.0,
                  show_steps: bool = False) -> torch.Tensor:
         """n images from pure noise; without --steps, DDIM takes 50 and DDPM all T."""
-        y = self._labels(n, labels, guidance)
+        if sampler == "ddpm" and eta:
+            raise GancliError(f"--eta {eta} is DDIM noise; it does not apply to --sampler ddpm "
+                              "(which always adds DDPM's own noise): drop it or use "
+                              "--sampler ddim")
         T = self.schedule.T
+        self._check_steps(steps)
+        y = self._labels(n, labels, guidance)
         count = steps or (T if sampler == "ddpm" else PREVIEW_STEPS)
         x = torch.randn(n, self.info["channels"], self.cfg["image_size"],
                         self.cfg["image_size"], generator=generator).to(self.device)
         return self.denoise(x, y, diffusion.timesteps(T, count), sampler, eta, guidance,
                             generator, f"{sampler.upper()} {min(count, T)} steps", show_steps)
 
+    def _check_steps(self, steps: int | None) -> None:
+        """More denoising steps than the run's T would silently run only T of them."""
+        if steps is not None and steps > self.schedule.T:
+            raise GancliError(f"--steps {steps} is more than this run's {self.schedule.T} "
+                              f"diffusion steps (--timesteps); use at most {self.schedule.T}")
+
     def extra_grids(self) -> dict[str, tuple[torch.Tensor, int]]:
         """--show-steps: rows of images, noise (left) to result (right)."""
         return {} if self.trajectory is None else {"steps": self.trajectory}
 
-    def translate(self, images: torch.Tensor, strength: float = 0.5, steps: int = 50,
+    def translate(self, images: torch.Tensor, strength: float = 0.5, steps: int | None = None,
                   sampler: str = "ddim", digit: int | None = None, add_noise: float = 0.0,
                   seed: int = 0) -> tuple[torch.Tensor, dict]:
         """SDEdit (Meng et al. 2022): noise the inputs to step strength*T, run the reverse
         process back. With --add-noise, clean inputs are corrupted first and both the
-        corrupted and the denoised images are scored against them (PSNR)."""
+        corrupted and the denoised images are scored against them (PSNR). Without --steps,
+        50 over the whole chain (at most T)."""
+        self._check_steps(steps)
+        if steps is None:
+            steps = TRANSLATE_STEPS
         if not 0 < strength <= 1:
             raise GancliError(f"--strength must be in (0, 1], not {strength}")
         if add_noise < 0:
