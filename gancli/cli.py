@@ -281,6 +281,9 @@ def inspect(
     if target in registry.MODELS and not Path(target).exists():
         inspection.inspect_model(target, {"dataset": dataset, "image_size": image_size,
                                           **model_options(target, ctx)})
+    elif dataset or image_size or ctx.args:
+        raise GancliError(f"--dataset, --image-size and model options build a model to show; "
+                          f"{target} is a run, shown with its own config (drop them)")
     else:
         inspection.inspect_run(target, checkpoints_dir)
 

@@ -211,11 +211,6 @@ def export_run(target: str, out: Path, half: bool = True, root: Path | None = No
                   f"-> {out}")
 
 
-def flag_of(key: str) -> str:
-    """The command-line flag of a config key (fid_features is --features)."""
-    return {"fid_features": "--features"}.get(key, "--" + key.replace("_", "-"))
-
-
 def _prepare_run(model: str, overrides: dict, name: str | None, resume: str | None,
                  root: Path) -> tuple[dict, Path, Path | None]:
     """The run's config, folder and the checkpoint to resume from: a new folder, or the
@@ -239,9 +234,10 @@ def _prepare_run(model: str, overrides: dict, name: str | None, resume: str | No
         fixed = [k for k, v in overrides.items()
                  if v is not None and k not in RESUMABLE and cfg.get(k) != v]
         if fixed:
+            flag = registry.flag_of
             raise GancliError(
-                f"{flag_of(fixed[0])} is fixed by the run ({cfg.get(fixed[0])}); on --resume "
-                f"only {', '.join(map(flag_of, RESUMABLE))} may change")
+                f"{flag(fixed[0])} is fixed by the run ({cfg.get(fixed[0])}); on --resume "
+                f"only {', '.join(map(flag, RESUMABLE))} may change")
         cfg.update({k: overrides[k] for k in RESUMABLE if overrides.get(k) is not None})
         cfg["max_steps"] = overrides.get("max_steps")  # a stop condition for one invocation
         for stale in path.parent.glob(f".{checkpoint.FILENAME}.*.tmp"):  # a killed save's

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,6 +138,11 @@ class ModelSpec:
                 raise GancliError(f"{flag} must be {opt.domain()}, not {value}")
             cfg[key] = value
         check_combinations(cfg)
+        given = {k for k, v in overrides.items() if v is not None}
+        for key, (needs, holds) in APPLIES_ONLY_WITH.items():
+            if key in given and not holds(cfg):
+                raise GancliError(f"{flag_of(key)} only applies with {needs}; without it, it "
+                                  "would be ignored")
         return cfg
 
 
@@ -173,6 +179,22 @@ class ModelSpec:
         options = self.options if options is None else options
         return "  ".join(f"--{k.replace('_', '-')} ({o.default})" for k, o in options.items())
 
+
+
+# Options that only mean something when another option has a certain value: given without
+# it, they are refused rather than silently ignored. key -> (what it needs, test of the config)
+APPLIES_ONLY_WITH: dict[str, tuple[str, Callable[[dict], bool]]] = {
+    "label_drop": ("--conditional", lambda c: bool(c.get("conditional", True))),
+    "blocks": ("--gen resnet", lambda c: c.get("gen", "resnet") == "resnet"),
+    "disc_layers": ("--disc patch", lambda c: c.get("disc", "patch") == "patch"),
+    "fid_samples": ("--fid-every N", lambda c: bool(c.get("fid_every"))),
+    "fid_features": ("--fid-every N", lambda c: bool(c.get("fid_every"))),
+}
+
+
+def flag_of(key: str) -> str:
+    """The command-line flag of a config key (fid_features is --features)."""
+    return {"fid_features": "--features"}.get(key, "--" + key.replace("_", "-"))
 
 
 def check_combinations(cfg: dict[str, Any]) -> None:

@@ -272,3 +272,20 @@ def test_out_of_memory_is_one_line(cli, monkeypatch):
 
     monkeypatch.setattr(engine, "train", no_memory)
     one_line_error(cli("train", "dcgan"), "out of memory", "--image-size")
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["ddpm", "--label-drop", "0.5"], "--label-drop only applies with --conditional"),
+    (["cyclegan", "--gen", "unet", "--blocks", "3"], "--blocks only applies with --gen resnet"),
+    (["cyclegan", "--disc", "dc", "--disc-layers", "4"], "--disc-layers only applies"),
+    (["dcgan", "--fid-samples", "100"], "--fid-samples only applies with --fid-every"),
+    (["dcgan", "--features", "classifier"], "--features only applies with --fid-every"),
+])
+def test_options_that_would_be_ignored_are_refused(cli, args, needle):
+    one_line_error(cli("train", *args), needle)
+
+
+def test_inspect_of_a_run_refuses_model_options(cli, folder):
+    train_tiny(cli, folder)
+    one_line_error(cli("inspect", "dcgan/r", "--nz", "5"), "is a run")
+    assert cli("inspect", "dcgan/r").exit_code == 0
