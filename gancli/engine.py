@@ -29,7 +29,7 @@ from gancli.distributed import World
 from gancli.errors import GancliError
 from gancli.trainers.base import Trainer
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # paths stay whole in logs
 
 # --augment: applied to real batches on the device ("basic" is the resize + scaling that
 # loading always does)

@@ -24,7 +24,7 @@ from gancli.errors import GancliError
 from gancli.trainers.base import Trainer
 
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 SHEET_ROWS = 12  # items shown in contact_sheet.png
 
 
