@@ -137,8 +137,8 @@ def train(
     save_every_steps: Annotated[int | None, typer.Option(
         min=1, help="Also checkpoint every N steps (always at each epoch's end).")] = None,
     fid_every: Annotated[int | None, typer.Option(
-        min=1, help="Compute FID every N epochs (and at the last): logged, shown in the "
-                    "epoch table, best checkpoint kept as best.pt.")] = None,
+        min=1, help="Compute FID after every N-th complete epoch and the last one: logged, "
+                    "shown in the epoch table, best checkpoint kept as best.pt.")] = None,
     fid_samples: Annotated[int | None, typer.Option(
         min=2, help="Samples (and real images) per FID evaluation. Default 2000.")] = None,
     features: Annotated[str | None, typer.Option(
@@ -230,9 +230,13 @@ def sample(
     if walk.get("interpolate") or walk.get("interpolate_labels"):
         from gancli.latent import sample_walk
 
-        if out_dir:
-            raise GancliError("--out-dir writes single samples; a latent walk is one grid "
+        if out_dir or ctx.get_parameter_source("n").name == "COMMANDLINE":
+            raise GancliError(f"{'--out-dir' if out_dir else '-n'} is for single samples; a "
+                              "latent walk is --interpolate K rows of --steps S in one grid "
                               "(--out) and optionally a GIF (--gif)")
+        if walk["interpolate_labels"] and not trainer.conditional:
+            raise GancliError(f"--interpolate-labels walks between classes; this "
+                              f"{trainer.spec.name} model is not conditional")
         between = None
         if walk["interpolate_labels"]:
             if labels is not None:

@@ -68,6 +68,7 @@ def test_walk_options_are_checked_not_ignored(cli, folder, tmp_path):
                    "--gif belongs to a latent walk")
     one_line_error(cli("sample", "cdcgan", "--interpolate", "2", "--out-dir",
                        str(tmp_path / "each"), *out), "--out-dir")
+    one_line_error(cli("sample", "cdcgan", "--interpolate", "2", "-n", "9", *out), "-n is for")
     one_line_error(cli("sample", "cdcgan", "--interpolate-labels", "class0,class1",
                        "--digit", "1", *out), "takes no --digit/--label")
     one_line_error(cli("sample", "cdcgan", "--interpolate", "2", "--gif",
