@@ -15,7 +15,7 @@ demo: install
 test: install
 	$(PYTHON) -m pytest tests
 
-# Speed of every model, lever, sampler and start-up in one table (about 10 minutes on 2
+# Speed of every model, lever, sampler and start-up in one table (about 4 minutes on 2
 # CPU cores); writes benchmarks/results/<device>.json. make bench BENCH_ARGS=--quick
 bench: install
 	$(PYTHON) benchmarks/bench.py $(BENCH_ARGS)

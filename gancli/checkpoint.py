@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import pickle
 import tempfile
 import textwrap
 from pathlib import Path
@@ -63,8 +62,9 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise GancliError(f"checkpoint {path} does not exist") from None
-    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, OSError) as exc:
-        reason = (textwrap.shorten(str(exc).strip().splitlines()[0], 120, placeholder="...")
+    except Exception as exc:  # noqa: BLE001 - any unreadable file (a text file gives KeyError)
+        reason = ("not a PyTorch file" if isinstance(exc, KeyError) else
+                  textwrap.shorten(str(exc).strip().splitlines()[0], 120, placeholder="...")
                   if str(exc).strip() else type(exc).__name__)
         raise GancliError(f"{path} is not a readable gancli checkpoint ({reason})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:

@@ -211,6 +211,7 @@ def sample(
     import torch
 
     from gancli import engine, viz
+    from gancli.data import to_uint8
 
     viz.image_format(out)
     trainer, ckpt = engine.restore(target, engine.pick_device(device), checkpoints_dir)
@@ -263,7 +264,9 @@ def sample(
         err.print(f"{suffix} -> {extra_path}")
     if out_dir:
         for i, image in enumerate(images):
-            viz.save_image(viz.grid(image[None], nrow=1, pad=0), out_dir / f"{i:05d}.png")
+            # the image's own channels: grayscale stays grayscale, so folders compare with
+            # the real data (fid --features classifier)
+            viz.save_image(to_uint8(image.float().cpu()), out_dir / f"{i:05d}.png")
     err.print(f"{n} samples from {ckpt['path']} -> {out}" + (f" and {out_dir}/" if out_dir
                                                              else ""))
 

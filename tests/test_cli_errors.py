@@ -216,6 +216,10 @@ def test_sample_output_format_follows_the_suffix(cli, folder, tmp_path):
 
     train_tiny(cli, folder, "cdcgan")
     assert cli("sample", "cdcgan", "--out", tmp_path / "s.jpg").exit_code == 0
+    mnist = checkpoint.SHIPPED / "dcgan" / "pretrained-mnist"
+    if mnist.is_dir():  # singles keep their channels: grayscale digits stay grayscale
+        assert cli("sample", mnist, "-n", "2", "--out-dir", tmp_path / "each").exit_code == 0
+        assert Image.open(tmp_path / "each" / "00000.png").mode == "L"
     assert Image.open(tmp_path / "s.jpg").format == "JPEG"
     one_line_error(cli("sample", "cdcgan", "--out", tmp_path / "s.txt"), "name it .png")
     one_line_error(cli("sample", "cdcgan", "--digit", "1", "--label", "class0"), "once")

@@ -130,6 +130,9 @@ def test_bad_checkpoints_are_clear(cli, folder, tmp_path):
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint at all")
     one_line_error(cli("sample", junk), "not a readable gancli checkpoint")
+    text = tmp_path / "text.pt"
+    text.write_text("hi\n")  # torch.load raises KeyError on this one
+    one_line_error(cli("sample", text), "not a readable gancli checkpoint")
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
     one_line_error(cli("sample", tmp_path / "other.pt"), "not a gancli checkpoint")
     assert cli("train", "dcgan", "--dataset", f"folder:{folder}", *TINY, "--name", "r",
