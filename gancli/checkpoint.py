@@ -42,6 +42,15 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def write_output(path: Path, data: bytes) -> None:
+    """atomic_write for what a user asked for (a grid, a GIF, statistics): a path that
+    cannot be written is a one-line error, not a traceback."""
+    try:
+        atomic_write(Path(path), data)
+    except OSError as exc:
+        raise GancliError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

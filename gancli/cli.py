@@ -40,9 +40,9 @@ def friendly(fn):
             err.print("[yellow]interrupted[/]")
             raise typer.Exit(130) from None
         except (MemoryError, RuntimeError) as exc:
-            if not out_of_memory(exc):
+            where = out_of_memory(exc)
+            if where is None:
                 raise
-            where = "GPU memory" if type(exc).__name__ == "OutOfMemoryError" else "memory"
             err.print(f"[red]error:[/] out of {where}; try a smaller --image-size or "
                       "--batch-size", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
@@ -50,11 +50,15 @@ def friendly(fn):
     return wrapper
 
 
-def out_of_memory(exc: BaseException) -> bool:
-    """MemoryError, torch.OutOfMemoryError (a RuntimeError) or the CPU allocator's refusal."""
+def out_of_memory(exc: BaseException) -> str | None:
+    """Which memory ran out, if this is torch.OutOfMemoryError (a RuntimeError, the GPU's),
+    MemoryError or the CPU allocator's refusal; None for any other error."""
+    if type(exc).__name__ == "OutOfMemoryError":
+        return "GPU memory"
     text = str(exc).lower()
-    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or (
-        "can't allocate memory" in text or "out of memory" in text)
+    if isinstance(exc, MemoryError) or "can't allocate memory" in text or "out of memory" in text:
+        return "memory"
+    return None
 
 
 def _version(value: bool) -> None:
@@ -235,11 +239,11 @@ def sample(
             raise GancliError(f"{'--out-dir' if out_dir else '-n'} is for single samples; a "
                               "latent walk is --interpolate K rows of --steps S in one grid "
                               "(--out) and optionally a GIF (--gif)")
-        if walk["interpolate_labels"] and not trainer.conditional:
-            raise GancliError(f"--interpolate-labels walks between classes; this "
-                              f"{trainer.spec.name} model is not conditional")
         between = None
         if walk["interpolate_labels"]:
+            if not trainer.conditional:
+                raise GancliError(f"--interpolate-labels walks between classes; this "
+                                  f"{trainer.spec.name} model is not conditional")
             if labels is not None:
                 raise GancliError("--interpolate-labels walks between two classes; it "
                                   "takes no --digit/--label")

@@ -301,6 +301,13 @@ def _start(cfg: dict, run: Run, resume_from: Path | None, dev: torch.device,
            world: World) -> int:
     """Data, networks and the resumed state of a prepared run; then `fit`."""
     ckpt = checkpoint.load(resume_from) if resume_from else None
+    done = RunState(**ckpt["state"]) if ckpt else None
+    if done is not None and finished(done, cfg):  # before any data is loaded or file written
+        limit = f"--max-steps {cfg['max_steps']}" if cfg["max_steps"] else ""
+        console.print(f"nothing to do: the run has trained {counted(done.epoch, 'epoch')} "
+                      f"({counted(done.step, 'step')}); raise --epochs {cfg['epochs']} "
+                      + (f"or {limit} " if limit else "") + "to train on")
+        return 0
     # absolute, so the run's data is found from any folder (fid, resume); a resumed run
     # whose folder is gone (another machine) falls back to the default
     root = data.run_root(cfg) if resume_from else cfg.get("data_root") or data.default_root()
@@ -341,14 +348,14 @@ def _start(cfg: dict, run: Run, resume_from: Path | None, dev: torch.device,
     console.print(f"[bold]{cfg['model']}[/] on {cfg['dataset']} ({trainer.info['num_images']} "
                   f"images, {cfg['image_size']}px) on {dev}{procs}{amp} -> {run.dir}"
                   + (f"  [dim](resumed at {where(state)})[/]" if ckpt else ""))
-    if state.epoch >= cfg["epochs"] or (cfg["max_steps"] or math.inf) <= state.step:
-        limit = f"--max-steps {cfg['max_steps']}" if cfg["max_steps"] else ""
-        console.print(f"nothing to do: the run has trained {counted(state.epoch, 'epoch')} "
-                      f"({counted(state.step, 'step')}); raise --epochs {cfg['epochs']} "
-                      + (f"or {limit} " if limit else "") + "to train on")
-        return 0
     hooks = epoch_hooks(cfg, trainer) if world.main else []
     return fit(trainer, batches, run, cfg, state, hooks, world)
+
+
+def finished(state: RunState, cfg: dict) -> bool:
+    """The run has its --epochs, or this invocation's --max-steps."""
+    max_steps = cfg["max_steps"]
+    return state.epoch >= cfg["epochs"] or (max_steps is not None and state.step >= max_steps)
 
 
 def counted(n: int, noun: str) -> str:
@@ -437,7 +444,7 @@ def fit(trainer: Trainer, batches: data.Batches, run: Run, cfg: dict, state: Run
     world = world or World()
     columns = {k: title for hook in hooks for k, title in hook.columns.items()}
     rng_devices = [trainer.device] if trainer.device.type == "cuda" else []
-    epochs, max_steps = cfg["epochs"], cfg["max_steps"]
+    epochs = cfg["epochs"]
     save_every = cfg["save_every_steps"]
     per_epoch = len(batches)
     # The running losses cost a host sync: refresh them twice a second; under torchrun
@@ -451,11 +458,11 @@ def fit(trainer: Trainer, batches: data.Batches, run: Run, cfg: dict, state: Run
     first_row = True
     trainer.train(True)
 
-    counting: list[float] = []  # start of the epoch whose time is not in state.seconds yet
+    epoch_start: float | None = None  # while set, its time is not in state.seconds yet
 
     def save() -> None:
         rngs = world.gather(rng_state())  # each rank's own stream, for an exact resume
-        seconds = state.seconds + sum(time.perf_counter() - t for t in counting)
+        seconds = state.seconds + (time.perf_counter() - epoch_start if epoch_start else 0.0)
         if world.main:
             checkpoint.save(run.checkpoint, {
                 "config": cfg, "info": trainer.info,
@@ -463,18 +470,14 @@ def fit(trainer: Trainer, batches: data.Batches, run: Run, cfg: dict, state: Run
                 "rng": rngs[0], "rng_ranks": rngs, **trainer.state_dict(),
             })
 
-    def done() -> bool:
-        return state.epoch >= epochs or (max_steps is not None and state.step >= max_steps)
-
     halt = False  # Ctrl-C (or SIGTERM) reached some rank: every rank stops at this step
     with _Interrupt() as interrupt:
-        while not done() and not halt:
+        while not finished(state, cfg) and not halt:
             epoch_no = state.epoch + 1
             sums = {k: torch.zeros((), device=trainer.device) for k in keys}
             history: list[torch.Tensor] = []
             steps_here, images_here = 0, 0
-            start = time.perf_counter()
-            counting[:] = [start]
+            start = epoch_start = time.perf_counter()
             progress = Progress(
                 TextColumn(f"epoch {epoch_no}/{epochs}"), BarColumn(), MofNCompleteColumn(),
                 TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
@@ -495,7 +498,7 @@ def fit(trainer: Trainer, batches: data.Batches, run: Run, cfg: dict, state: Run
                         state.step += 1
                         state.step_in_epoch += 1
                         halt = world.any(interrupt.requested, trainer.device)
-                        stop = halt or done()
+                        stop = halt or finished(state, cfg)
                         due = (steps_here % log_every == 0 if world.enabled
                                else time.perf_counter() - last_log >= 0.5)
                         if due or stop:
@@ -520,7 +523,7 @@ def fit(trainer: Trainer, batches: data.Batches, run: Run, cfg: dict, state: Run
                 state.step_in_epoch = 0
             seconds = time.perf_counter() - start
             state.seconds += seconds
-            counting.clear()
+            epoch_start = None
             row = {"epoch": epoch_no, "step": state.step,
                    "complete": state.step_in_epoch == 0,
                    **means,
@@ -548,7 +551,7 @@ def fit(trainer: Trainer, batches: data.Batches, run: Run, cfg: dict, state: Run
 
     for hook in hooks:
         hook.finish(run)
-    if halt and not done():
+    if halt and not finished(state, cfg):
         launcher = (f"torchrun --nproc_per_node {world.size} -m gancli" if world.enabled
                     else "gancli")
         console.print(f"[yellow]Interrupted at {where(state)}; checkpoint saved. Resume "

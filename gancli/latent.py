@@ -7,8 +7,7 @@ from pathlib import Path
 
 import torch
 
-from gancli.checkpoint import atomic_write
-from gancli.errors import GancliError
+from gancli.checkpoint import write_output
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -36,10 +35,7 @@ def save_gif(frames: torch.Tensor, path: Path, ms: int = 80) -> None:
     buf = io.BytesIO()
     images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=ms,
                    loop=0)
-    try:
-        atomic_write(Path(path), buf.getvalue())
-    except OSError as exc:
-        raise GancliError(f"cannot write {path}: {exc.strerror or exc}") from None
+    write_output(path, buf.getvalue())
 
 
 def sample_walk(trainer, out: Path, pairs: int, steps: int, generator: torch.Generator,

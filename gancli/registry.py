@@ -73,9 +73,14 @@ class Opt:
             raise GancliError(f"{flag} expects {kind.__name__}, not '{text}'") from None
         if self.choices and value not in self.choices:
             raise GancliError(f"{flag} must be one of {', '.join(self.choices)}, not '{text}'")
-        if not self.within(value):
-            raise GancliError(f"{flag} must be {self.domain()}, not {text}")
+        self.check(flag, value, text)
         return value
+
+    def check(self, flag: str, value: Any, shown: str | None = None) -> None:
+        """A value outside the option's range is a one-line error (shown as typed)."""
+        if not self.within(value):
+            raise GancliError(f"{flag} must be {self.domain()}, not "
+                              f"{value if shown is None else shown}")
 
     def within(self, value: Any) -> bool:
         if isinstance(value, float) and not math.isfinite(value):
@@ -130,12 +135,10 @@ class ModelSpec:
         for key, value in overrides.items():
             if value is None:
                 continue
-            flag = "--" + key.replace("_", "-")
             if key not in cfg:
-                raise GancliError(f"{self.name} has no option {flag}")
-            opt = self.options.get(key)
-            if opt is not None and not opt.within(value):
-                raise GancliError(f"{flag} must be {opt.domain()}, not {value}")
+                raise GancliError(f"{self.name} has no option {flag_of(key)}")
+            if key in self.options:
+                self.options[key].check(flag_of(key), value)
             cfg[key] = value
         check_combinations(cfg)
         given = {k for k, v in overrides.items() if v is not None}

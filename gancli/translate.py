@@ -8,7 +8,6 @@ target, so the output is scored (L1, PSNR) and shown as an input | output | targ
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,6 @@ from rich.console import Console
 from rich.table import Table
 
 from gancli import pairs, viz
-from gancli.checkpoint import atomic_write
 from gancli.data import IMAGE_SUFFIXES, read_image, to_float, to_uint8
 from gancli.errors import GancliError
 from gancli.trainers.base import Trainer
@@ -43,21 +41,6 @@ def _read(path: Path, rel: Path, trainer: Trainer, direction: str) -> Item:
         a, b = pairs.read_pair(path, channels, size)
         return Item(rel, *((a, b) if direction == "AtoB" else (b, a)))
     return Item(rel, read_image(path, channels, size), None)
-
-
-def _save(image: torch.Tensor, path: Path) -> None:
-    """uint8 (C, H, W) in the format the file name asks for (PNG if PIL does not know it)."""
-    from PIL import Image
-
-    fmt = Image.registered_extensions().get(path.suffix.lower(), "PNG")
-    arr = image.permute(1, 2, 0).numpy()
-    buf = io.BytesIO()
-    Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr).save(
-        buf, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
-    try:
-        atomic_write(path, buf.getvalue())
-    except OSError as exc:
-        raise GancliError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def psnr(output: torch.Tensor, target: torch.Tensor) -> float:
@@ -103,7 +86,7 @@ def translate_folder(trainer: Trainer, input_dir: Path, out: Path, options: dict
         for key, value in numbers.items():
             model_sums[key] = model_sums.get(key, 0.0) + value * len(items)
         for item, output in zip(items, outputs, strict=True):
-            _save(output, out / item.rel)
+            viz.save_image(output, out / item.rel)
             panels = (item.input, output) if item.target is None else (item.input, output,
                                                                        item.target)
             if item.target is not None:
@@ -111,7 +94,7 @@ def translate_folder(trainer: Trainer, input_dir: Path, out: Path, options: dict
                 diff = (to_float(output) - to_float(item.target)).abs().mean().item()
                 pair_sums["L1 to target"] += diff
                 pair_sums["PSNR (dB)"] += psnr(output, item.target)
-                _save(viz.grid(to_float(torch.stack(panels)), nrow=3, pad=0),
+                viz.save_image(viz.grid(to_float(torch.stack(panels)), nrow=3, pad=0),
                       (out / "triptychs" / item.rel).with_suffix(".png"))
             if len(sheet) < SHEET_ROWS:
                 sheet.append(panels)

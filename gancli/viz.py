@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from gancli.checkpoint import atomic_write
+from gancli.checkpoint import atomic_write, write_output
 from gancli.data import to_uint8
 from gancli.errors import GancliError
 
@@ -59,11 +59,9 @@ def save_image(image: torch.Tensor, path: Path) -> None:
     fmt = image_format(path)
     arr = image.permute(1, 2, 0).contiguous().numpy()
     buf = io.BytesIO()
-    Image.fromarray(arr.squeeze(-1) if arr.shape[-1] == 1 else arr).save(buf, format=fmt)
-    try:
-        atomic_write(Path(path), buf.getvalue())
-    except OSError as exc:
-        raise GancliError(f"cannot write {path}: {exc.strerror or exc}") from None
+    Image.fromarray(arr.squeeze(-1) if arr.shape[-1] == 1 else arr).save(
+        buf, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    write_output(path, buf.getvalue())
 
 
 def save_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:

@@ -53,10 +53,7 @@ class Stats:
         buf = io.BytesIO()
         np.savez_compressed(buf, mu=self.mu, sigma=self.sigma, n=self.n,
                             extractor=self.extractor)
-        try:
-            checkpoint.atomic_write(Path(path), buf.getvalue())
-        except OSError as exc:
-            raise GancliError(f"cannot write {path}: {exc.strerror or exc}") from None
+        checkpoint.write_output(path, buf.getvalue())
 
     @classmethod
     def load(cls, path: Path) -> Stats:
