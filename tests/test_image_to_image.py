@@ -193,7 +193,7 @@ def test_real_data_pix2pix_facades_and_cyclegan_cats(cli, shared_data, tmp_path)
     result = cli("train", "pix2pix", "--dataset", f"folder:{shared_data / 'facades' / 'train'}",
                  *P2P, "--max-steps", "2", "--name", "f")
     assert result.exit_code == 0, result.output
-    assert "(100 images" in flat(result.stderr)
+    assert "(400 images" in flat(result.stderr)
     val = tmp_path / "val"
     val.mkdir()
     for name in ("1.jpg", "2.jpg"):
