@@ -262,6 +262,13 @@ def sample(
                           "or --interpolate-labels A,B")
     images = trainer.generate(n, generator=generator, labels=labels, **extra)
     viz.save_grid(images, out, nrow=trainer.sample_nrow(n, labels))
+    if trainer.conditional:
+        from gancli.evaluate import sample_accuracy
+
+        asked = labels if labels is not None else trainer.class_rows(n)
+        said = sample_accuracy(trainer, images, asked, checkpoints_dir)
+        if said:
+            err.print(said)
     for suffix, (extra_images, nrow) in trainer.extra_grids().items():
         extra_path = out.with_name(f"{out.stem}_{suffix}.png")
         viz.save_grid(extra_images, extra_path, nrow=nrow)

@@ -405,3 +405,23 @@ def history_table(rows: list[dict], title: str) -> Table:
     table.add_row(f"{min(values):.2f}", f"{sum(values) / len(values):.2f}", f"{max(values):.2f}",
                   str(best["epoch"]), "  ".join(f"{r['epoch']}:{r['fid']:.1f}" for r in rows))
     return table
+
+
+def sample_accuracy(trainer: Trainer, images: torch.Tensor, labels: torch.Tensor,
+                    root: Path | None = None) -> str | None:
+    """One line on conditional samples: the share the reference classifier reads as the
+    class asked for, or None where no classifier knows these classes (nothing to say)."""
+    cfg, info = trainer.cfg, trainer.info
+    facts = Facts(cfg["dataset"], info["channels"], cfg["image_size"])
+    try:
+        classifier, _ = find_classifier(facts, Options(device=trainer.device, root=root))
+    except GancliError:
+        return None
+    if classifier.info["classes"] != info["classes"]:
+        return None
+    size, channels = classifier.cfg["image_size"], classifier.info["channels"]
+    seen = torch.cat([classifier.logits(prepare(data.to_uint8(x), channels, size))
+                      .argmax(1).cpu() for x in images.split(512)])
+    right = int((seen == labels.cpu()).sum())
+    return (f"class accuracy {100 * right / len(labels):.0f}% ({right}/{len(labels)} read as "
+            "the class asked for by the reference classifier)")

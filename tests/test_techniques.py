@@ -7,9 +7,10 @@ import torch
 from torch import nn
 
 from gancli import augment, losses
-from gancli.ema import ema_update, make_ema
+from gancli.ema import ema_update, make_ema, warmed_decay
 from gancli.errors import GancliError
 from gancli.latent import slerp
+from gancli.trainers import noise_gan
 
 
 def batch(n: int = 6, c: int = 3, s: int = 16) -> torch.Tensor:
@@ -169,7 +170,37 @@ def test_technique_options_reach_the_networks():
     trainer.train_step(batch)
     trainer.after_step()
     g = trainer.nets["G"].main[0].weight
-    assert torch.allclose(trainer.nets["G_ema"].main[0].weight, 0.9 * before + 0.1 * g)
+    first = warmed_decay(0.9, 0)  # 0.1: the first update takes most of the live weights
+    assert torch.allclose(trainer.nets["G_ema"].main[0].weight, first * before + (1 - first) * g)
+
+
+def test_ema_warm_up_and_its_own_batchnorm_statistics():
+    assert warmed_decay(0.999, 0) == pytest.approx(0.1)
+    assert warmed_decay(0.999, 10**6) == 0.999
+    trainer = tiny_trainer("cdcgan", ema=0.5)
+    batch = {"image": torch.rand(8, 1, 16, 16) * 2 - 1, "label": torch.randint(10, (8,))}
+    for _ in range(3):
+        trainer.train_step(batch)
+        trainer.after_step()
+    assert trainer.ema_updates == 3 and trainer.ema_stale == {"G"}
+    rng = torch.get_rng_state()
+    G = trainer.sampler("G")  # renews the statistics, without moving the training RNG
+    assert torch.equal(rng, torch.get_rng_state()) and not trainer.ema_stale
+    live = trainer.nets["G"].main[1].running_mean
+    assert not torch.allclose(G.main[1].running_mean, live)
+    # the statistics are the exact mean of G_ema's own first activations on the noise
+    g = torch.Generator().manual_seed(trainer.cfg["seed"] + 1)
+    means = []
+    with torch.no_grad():
+        for _ in range(noise_gan.CALIBRATION_BATCHES):
+            z = torch.randn(noise_gan.CALIBRATION_BATCH, trainer.cfg["nz"], generator=g)
+            y = torch.randint(10, (noise_gan.CALIBRATION_BATCH,), generator=g)
+            means.append(G.main[0](torch.cat([z, G.embed(y)], 1)[:, :, None, None])
+                         .mean((0, 2, 3)))
+    assert torch.allclose(G.main[1].running_mean, torch.stack(means).mean(0), atol=1e-5)
+    saved = trainer.state_dict()
+    assert saved["ema_updates"] == 3
+    assert torch.equal(saved["nets"]["G_ema"]["main.1.running_mean"], G.main[1].running_mean)
 
 
 @pytest.mark.parametrize("args,needle", [

@@ -13,7 +13,7 @@ from torch import nn
 from gancli import accel
 from gancli.augment import diffaugment, parse_policy
 from gancli.distributed import plain
-from gancli.ema import ema_update, make_ema
+from gancli.ema import batch_norms, ema_update, make_ema, warmed_decay
 from gancli.errors import GancliError
 from gancli.nets.spectral import apply_spectral_norm
 from gancli.registry import ModelSpec
@@ -67,6 +67,8 @@ class Trainer(ABC):
         # sampling needs none, and creating one imports torch._dynamo (1 s of start-up)
         self.opts: dict[str, torch.optim.Optimizer] = (self.make_optimizers() if optimizers
                                                        else {})
+        self.ema_updates = 0  # for the EMA warm-up
+        self.ema_stale: set[str] = set()  # EMA copies whose BatchNorm statistics are old
 
     def adam(self, params, **kwargs) -> torch.optim.Adam:
         """The optimizer every recipe uses, with the device's fastest implementation."""
@@ -98,10 +100,30 @@ class Trainer(ABC):
         return diffaugment(x, self.diffaug_policy) if self.diffaug_policy else x
 
     def after_step(self) -> None:
-        """Called by the engine after each train_step: moves the EMA copies (--ema)."""
+        """Called by the engine after each train_step: moves the EMA copies (--ema), with
+        warm-up, and marks their BatchNorm statistics for renewal."""
         if self.cfg.get("ema"):
+            decay = warmed_decay(self.cfg["ema"], self.ema_updates)
             for name in self.generators:
-                ema_update(self.nets[f"{name}_ema"], plain(self.nets[name]), self.cfg["ema"])
+                ema_update(self.nets[f"{name}_ema"], plain(self.nets[name]), decay)
+                self.ema_stale.add(name)
+            self.ema_updates += 1
+
+    def calibrate_ema(self, name: str) -> None:
+        """Give EMA copy `name` BatchNorm statistics that fit its weights. Recipes that can
+        draw the generator's inputs recompute them (NoiseGAN); by default the live net's
+        are copied, which is right only while the weights barely differ."""
+        ema, net = self.nets[f"{name}_ema"], plain(self.nets[name])
+        for e, b in zip(ema.buffers(), net.buffers(), strict=True):
+            e.copy_(b)
+
+    def fresh_ema(self) -> None:
+        """Renew the statistics of every EMA copy that has moved since its last renewal."""
+        for name in sorted(self.ema_stale):
+            if batch_norms(self.nets[f"{name}_ema"]):
+                with torch.no_grad():
+                    self.calibrate_ema(name)
+        self.ema_stale.clear()
 
     def epoch_hooks(self) -> list:
         """`engine.EpochHook`s this recipe wants run between epochs (e.g. test accuracy)."""
@@ -115,6 +137,8 @@ class Trainer(ABC):
     def sampler(self, name: str = "G") -> nn.Module:
         """The network to sample from: its EMA copy when --ema is on (never a DDP wrapper:
         only rank 0 samples)."""
+        if name in self.ema_stale:
+            self.fresh_ema()
         return plain(self.nets.get(f"{name}_ema", self.nets[name]))
 
     @abstractmethod
@@ -184,10 +208,12 @@ class Trainer(ABC):
             net.train(mode)
 
     def state_dict(self) -> dict:
+        self.fresh_ema()  # a checkpoint (and its export) samples as it is
         return {
             "nets": {k: plain(v).state_dict() for k, v in self.nets.items()},
             "opts": {k: v.state_dict() for k, v in self.opts.items()},
             "scaler": self.scaler.state_dict(),
+            "ema_updates": self.ema_updates,
         }
 
     def load_state_dict(self, state: dict, optimizers: bool = True) -> None:
@@ -201,3 +227,6 @@ class Trainer(ABC):
                 opt.load_state_dict(state["opts"][k])
             if state.get("scaler") and self.scaler.is_enabled():
                 self.scaler.load_state_dict(state["scaler"])
+        # runs saved before the base class counted them: DDPM counted its steps
+        self.ema_updates = state.get("ema_updates", state.get("steps", 0))
+        self.ema_stale.clear()

@@ -14,7 +14,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from gancli import diffusion
-from gancli.ema import ema_update
 from gancli.errors import GancliError
 from gancli.trainers.base import Trainer, evaluating
 
@@ -38,7 +37,7 @@ class DDPM(Trainer):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.schedule = diffusion.Schedule.named(self.cfg["schedule"], self.cfg["timesteps"])
-        self.steps = 0  # optimizer steps so far (the EMA warm-up needs them)
+        self.steps = 0  # optimizer steps so far
         self.null_label = self.info.get("num_classes") or 0
         self.trajectory: tuple[torch.Tensor, int] | None = None  # --show-steps strip, row
         self.translate_rng: torch.Generator | None = None
@@ -64,13 +63,6 @@ class DDPM(Trainer):
         self.optimize("unet", loss, clip=1.0)  # clipped as Ho et al.
         self.steps += 1
         return {"loss": loss.detach()}
-
-    def after_step(self) -> None:
-        """EMA with warm-up: decay min(--ema, (1+s)/(10+s)), so early grids (a few hundred
-        steps) are not dominated by the random initial weights."""
-        if self.cfg["ema"]:
-            decay = min(self.cfg["ema"], (1 + self.steps) / (10 + self.steps))
-            ema_update(self.nets["unet_ema"], self.nets["unet"], decay)
 
     def eps_model(self, labels: torch.Tensor | None, guidance: float) -> diffusion.EpsModel:
         """The (EMA) U-Net as eps(x, t), conditioned and guided as asked."""

@@ -15,10 +15,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from gancli import losses
+from gancli.ema import recalibrate_bn
 from gancli.latent import slerp
 from gancli.trainers.base import Trainer, evaluating
 
 PREVIEW = 64  # images in the per-epoch grid of an unconditional model
+# G_ema's BatchNorm statistics are averaged over this many noise batches (about a second)
+CALIBRATION_BATCHES, CALIBRATION_BATCH = 16, 256
 Tensor = torch.Tensor
 Labels = torch.Tensor | None
 Stats = dict[str, torch.Tensor]
@@ -196,6 +199,23 @@ class NoiseGAN(Trainer):
             loss_g = self.head.g_loss(fake_out.detach(), y_fake)
         return {"loss_d": (loss_d + extra).detach(), "loss_g": loss_g.detach(), **stats,
                 **extra_stats}
+
+    def calibrate_ema(self, name: str) -> None:
+        """G_ema's BatchNorm statistics from its own activations on fresh noise (and
+        uniform classes): the live G's running statistics belong to other weights, and
+        sampling with them blurs and mis-draws digits. The noise has its own seed, so
+        renewing never moves the training RNG."""
+        g = torch.Generator().manual_seed(self.cfg["seed"] + 1)
+        k = self.info.get("num_classes") or 1
+
+        def inputs():
+            for _ in range(CALIBRATION_BATCHES):
+                z = torch.randn(CALIBRATION_BATCH, self.cfg["nz"], generator=g)
+                y = torch.randint(k, (CALIBRATION_BATCH,), generator=g)
+                yield ((z.to(self.device), y.to(self.device)) if self.conditional
+                       else (z.to(self.device),))
+
+        recalibrate_bn(self.nets[f"{name}_ema"], inputs())
 
     def class_rows(self, n: int) -> torch.Tensor:
         """Labels for n samples of a conditional model laid out one row per class."""
