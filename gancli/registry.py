@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gancli.errors import GancliError
@@ -394,6 +394,13 @@ CLASSIFIER_OPTIONS = {
                  **NON_NEGATIVE),
 }
 
+def recipe(options: dict[str, Opt], **defaults: Any) -> dict[str, Opt]:
+    """`options` with some defaults changed: a model's measured recipe (README, "Time to
+    quality"), so the flags a user leaves out are the ones that reached its results."""
+    return {k: replace(o, default=defaults[k]) if k in defaults else o
+            for k, o in options.items()}
+
+
 # NHWC by default where `make bench` measured it faster on the CPU in fp32: DCGAN-style
 # nets +11-16%, wgan-gp +3%, the DDPM U-Net +24-40%. pix2pix/CycleGAN (instance norm) and
 # the MLPs were as fast or slower, and the DDPM U-Net under --amp bf16 40% slower.
@@ -439,14 +446,20 @@ MODELS: dict[str, ModelSpec] = {
             "cdcgan", "Conditional DCGAN: class embedding into G, label maps into D",
             nets="gancli.nets.dcgan:build_conditional",
             trainer="gancli.trainers.noise_gan:ConditionalGAN",
-            options={**DCGAN_OPTIONS, **DISCRIMINATOR, **TECHNIQUES}, conditional=True,
-            sample_options=WALKS, defaults=NHWC,
+            options=recipe({**DCGAN_OPTIONS, **DISCRIMINATOR, **TECHNIQUES}, ngf=32, ndf=32,
+                           ema=0.999),
+            conditional=True, sample_options=WALKS,
+            defaults={**NHWC, "batch_size": 64, "amp": "auto", "epochs": 10},
         ),
         ModelSpec(
             "acgan", "Auxiliary-classifier GAN: D predicts real/fake and the class "
                      "(Odena et al. 2017)",
             nets="gancli.nets.dcgan:build_acgan", trainer="gancli.trainers.noise_gan:ACGAN",
-            options={**DCGAN_OPTIONS, **NO_LOSS_CHOICE}, conditional=True,
+            options={**DCGAN_OPTIONS, **NO_LOSS_CHOICE, "fake_classes": Opt(
+                True, "D's class loss also on generated images, as the paper "
+                      "(--no-fake-classes: real images only, so D cannot settle on a class "
+                      "convention of its own for fakes that G then follows)")},
+            conditional=True,
             sample_options=WALKS, defaults=NHWC,
         ),
         ModelSpec(

@@ -83,16 +83,23 @@ class Multiclass(Head):
 
 class Auxiliary(Head):
     """AC-GAN: logit 0 is real/fake, the rest are class logits. D minimises the source and
-    the class loss (on real and fake images), G the non-saturating source loss plus the
-    class loss of its fakes."""
+    the class loss, G the non-saturating source loss plus the class loss of its fakes.
+
+    With `fake_classes` (the paper) D's class loss also covers fakes. Early on, D can then
+    learn a class convention of its own for fakes that G follows, and whole classes come out
+    permuted (asked for 0, drawn 7); without it D's classes are only ever the data's."""
 
     metrics = {"loss_d": "D loss", "loss_g": "G loss", "d_real": "D(x)", "d_fake": "D(G(z))",
                "acc": "class acc"}
 
+    def __init__(self, fake_classes: bool = True) -> None:
+        self.fake_classes = fake_classes
+
     def d_loss(self, real: Tensor, fake: Tensor, y_real: Labels, y_fake: Labels
                ) -> tuple[Tensor, Stats]:
-        loss = (losses.d_loss(real[:, 0], fake[:, 0])
-                + F.cross_entropy(real[:, 1:], y_real) + F.cross_entropy(fake[:, 1:], y_fake))
+        loss = losses.d_loss(real[:, 0], fake[:, 0]) + F.cross_entropy(real[:, 1:], y_real)
+        if self.fake_classes:
+            loss = loss + F.cross_entropy(fake[:, 1:], y_fake)
         real, fake = real.detach(), fake.detach()
         return loss, {"d_real": torch.sigmoid(real[:, 0]).mean(),
                       "d_fake": torch.sigmoid(fake[:, 0]).mean(),
@@ -307,7 +314,7 @@ class ACGAN(NoiseGAN):
     """AC-GAN (Odena et al. 2017): D predicts real/fake and the class from the image alone."""
 
     def make_head(self) -> Head:
-        return Auxiliary()
+        return Auxiliary(self.cfg["fake_classes"])
 
 
 class WGANGP(NoiseGAN):
