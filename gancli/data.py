@@ -168,19 +168,25 @@ def _folder_classes(path: Path) -> list[str]:
     return [d.name for d in subdirs]
 
 
-def header(files: list[Path]) -> tuple[int, int, int]:
-    """(channels, width, height) of the first file whose header can be read: what a folder's
-    images are like, even when some are broken."""
+def image_header(file: Path) -> tuple[int, int, int]:
+    """(channels, width, height) from the file's header; PIL's error if it has none."""
     from PIL import Image
 
+    with Image.open(file) as im:
+        return (1 if im.mode in ("L", "1", "I;16", "I") else 3), *im.size
+
+
+def header(files: list[Path]) -> tuple[int, int, int]:
+    """image_header of the first file that has one: what a folder's images are like, even
+    when some are broken."""
+    failures = []
     for file in files:
         try:
-            with Image.open(file) as im:
-                return (1 if im.mode in ("L", "1", "I;16", "I") else 3), *im.size
-        except Exception:  # noqa: BLE001 - any undecodable file is skipped alike
-            continue
+            return image_header(file)
+        except Exception as exc:  # noqa: BLE001 - any undecodable file is skipped alike
+            failures.append(f"{file.name}: {unreadable_reason(file, exc)}")
     raise GancliError(f"none of the {len(files)} image files under {common_folder(files)} "
-                      "can be read")
+                      f"can be read (e.g. {failures[0]})")
 
 
 def common_folder(files: list[Path]) -> Path:

@@ -23,6 +23,7 @@ from gancli.data import (
     decode,
     default_root,
     header,
+    image_header,
     list_images,
     read_image,
     resize_uint8,
@@ -67,7 +68,7 @@ def _domains(path: Path) -> tuple[Path, Path] | None:
 def is_side_by_side(file: Path) -> bool:
     """An A|B pair: at least twice as wide as tall (facades has 512x256 but also 512x157;
     a 3:2 or 16:9 photo is not a pair)."""
-    _, w, h = header([file])
+    _, w, h = image_header(file)
     return w >= 2 * h
 
 
