@@ -107,7 +107,9 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
 INFO = {"channels": Opt(3, "image channels", low=1), "image_size": Opt(32, "pixels", low=1),
         "num_classes": Opt(0, "labelled classes", low=0), "classes": Opt([], "class names")}
 STATE = {"epoch": Opt(0, "complete epochs", low=0), "step": Opt(0, "optimizer steps", low=0),
-         "step_in_epoch": Opt(0, "steps into the next epoch", low=0)}
+         "step_in_epoch": Opt(0, "steps into the next epoch", low=0),
+         "seconds": Opt(0.0, "training wall time", low=0), "commands": Opt([], "commands")}
+OPTIONAL = ("seconds", "commands")  # what the engine's RunState can do without
 
 
 def check(ckpt: dict[str, Any]) -> None:
@@ -125,9 +127,13 @@ def check(ckpt: dict[str, Any]) -> None:
     registry.get(cfg["model"]).check_stored(cfg)
     for part, table in (("info", INFO), ("state", STATE)):
         for key, opt in table.items():
-            if key not in ckpt[part]:
+            if key in ckpt[part]:
+                opt.validate(f"{part} {key}", ckpt[part][key])
+            elif key not in OPTIONAL:
                 raise GancliError(f"{part} has no {key}")
-            opt.validate(f"{part} {key}", ckpt[part][key])
+    unknown = next((k for k in ckpt["state"] if k not in STATE), None)
+    if unknown:
+        raise GancliError(f"state has an unknown entry {unknown!r}")
     classes = info["classes"]
     if info["num_classes"] and (len(classes) != info["num_classes"]
                                 or not all(isinstance(c, str) for c in classes)):

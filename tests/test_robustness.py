@@ -78,6 +78,7 @@ def nets_of(path: Path):
     (drop_config("nz"), "config has no nz"),
     (lambda c: c["info"].update(channels=0), "info channels must be >= 1, not 0"),
     (lambda c: c["state"].update(step=-1), "state step must be >= 0, not -1"),
+    (lambda c: c["state"].update(when="now"), "state has an unknown entry 'when'"),
     (lambda c: c.pop("info"), "it holds no info"),
     (lambda c: c["nets"]["G"].pop("main.0.weight"), "weights G.main.0.weight are missing"),
     (lambda c: c["nets"].update(X={}), "weights of a network X are in the file"),
