@@ -121,7 +121,7 @@ def check(ckpt: dict[str, Any]) -> None:
             raise GancliError(f"it holds no {part} (a gancli checkpoint has config, info, "
                               "state and nets)")
     cfg, info = ckpt["config"], ckpt["info"]
-    if cfg.get("model") not in registry.MODELS:
+    if not isinstance(cfg.get("model"), str) or cfg["model"] not in registry.MODELS:
         raise GancliError(f"config model {cfg.get('model')!r} is none of this gancli's models "
                           f"({', '.join(registry.MODELS)})")
     registry.get(cfg["model"]).check_stored(cfg)

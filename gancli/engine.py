@@ -186,11 +186,10 @@ def check_size(spec: registry.ModelSpec, cfg: dict, info: dict, device: torch.de
     memory = memory_of(device)
     if memory and need > memory:
         train = f", about {_bytes(need)} to train" if training else ""
+        gpu = "GPU " if device.type == "cuda" else ""
         raise GancliError(f"the networks of this config would have {count:,} parameters "
-                          f"({_bytes(size)}"
-                          f"{train}), more than the {_bytes(memory)} of "
-                          f"{'GPU ' if device.type == 'cuda' else ''}memory here; refusing to "
-                          "allocate them")
+                          f"({_bytes(size)}{train}), more than the {_bytes(memory)} of {gpu}"
+                          "memory here; refusing to allocate them")
 
 
 def memory_of(device: torch.device) -> int | None:
@@ -205,11 +204,11 @@ def memory_of(device: torch.device) -> int | None:
 
 def _bytes(n: float) -> str:
     """1.5 GB, 700 PB."""
-    for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
-        if n < 1000 or unit == "PB":
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000:
             return f"{n:.3g} {unit}"
         n /= 1000
-    raise AssertionError("unreachable")
+    return f"{n:.3g} PB"
 
 
 def _first_line(exc: BaseException) -> str:
@@ -222,8 +221,6 @@ def about(path: Path) -> Iterator[None]:
     """One-line errors about a checkpoint's contents name the file first."""
     try:
         yield
-    except WriteError:
-        raise
     except GancliError as exc:
         raise GancliError(f"{path}: {exc}") from None
 

@@ -90,7 +90,8 @@ def _paired_files(path: Path) -> tuple[str, list[tuple[Path, Path | None]]]:
     _, w, h = header(files)
     if w < 2 * h:
         raise GancliError(f"{path} holds neither side-by-side A|B images (width >= 2 x height, "
-                          f"e.g. {w}x{h}) nor A/ and B/ folders with matching names")
+                          f"its first readable image is {w}x{h}) nor A/ and B/ folders with "
+                          "matching names")
     return "side-by-side", [(f, None) for f in files]
 
 

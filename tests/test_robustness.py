@@ -110,6 +110,25 @@ def test_a_huge_config_says_its_estimate_before_allocating(cli, runs, tmp_path, 
                    "of memory here")
 
 
+@pytest.mark.parametrize("model", ["dcgan", "cyclegan", "ddpm"])
+def test_the_size_estimate_allocates_nothing_and_draws_no_random_numbers(model):
+    """Built on the meta device first, the networks still get the seed's exact weights."""
+    from gancli import registry
+
+    spec = registry.get(model)
+    cfg = {**spec.config({"image_size": 32}), "ngf": 8, "ndf": 8, "width": 8}
+    info = {"channels": 3, "image_size": 32, "num_classes": 0, "classes": []}
+    torch.manual_seed(0)
+    direct = spec.build_nets(cfg, info)
+    torch.manual_seed(0)
+    engine.check_size(spec, cfg, info, torch.device("cpu"), training=True)
+    after = spec.build_nets(cfg, info)
+    for name, net in direct.items():
+        for a, b in zip(net.state_dict().values(), after[name].state_dict().values(),
+                        strict=True):
+            assert torch.equal(a, b)
+
+
 def test_a_newer_format_says_who_wrote_it(cli, runs, tmp_path):
     def newer(ckpt):
         ckpt.update(format="gancli-checkpoint/2", version="9.1.0")
