@@ -392,30 +392,30 @@ def train(model: str, overrides: dict, *, name: str | None = None, resume: str |
     dev = world.start(pick_device(device))
     accel.amp_dtype(overrides.get("amp"), dev)  # before a run folder is made
     try:
-        return _train(model, overrides, name, resume, dev, world,
-                      Path(root or checkpoint.default_dir()))
+        with contextlib.ExitStack() as held:  # rank 0's lock on its run, for as long as it trains
+            return _train(model, overrides, name, resume, dev, world,
+                          Path(root or checkpoint.default_dir()), held)
     finally:
         world.stop()
 
 
 def _train(model: str, overrides: dict, name: str | None, resume: str | None,
-           dev: torch.device, world: World, root: Path) -> int:
-    with contextlib.ExitStack() as held:  # rank 0's lock on the run, for as long as it trains
-        cfg, run_dir, resume_from = world.share(
-            lambda: _prepare_run(model, overrides, name, resume, root, held))
-        code = 1
-        try:
-            code = _start(cfg, Run(run_dir), resume_from, dev, world)
-            return code
-        finally:
-            # a new run that failed before its first checkpoint (missing data, a bad option,
-            # a loss that diverged at once, Ctrl-C twice, a full disk) leaves no half-made
-            # folder behind
-            if (code and resume_from is None and world.main
-                    and not (run_dir / checkpoint.FILENAME).exists()):
-                shutil.rmtree(run_dir, ignore_errors=True)
-                with contextlib.suppress(OSError):  # the model's folder, if this was its first
-                    run_dir.parent.rmdir()
+           dev: torch.device, world: World, root: Path, held: contextlib.ExitStack) -> int:
+    cfg, run_dir, resume_from = world.share(
+        lambda: _prepare_run(model, overrides, name, resume, root, held))
+    code = 1
+    try:
+        code = _start(cfg, Run(run_dir), resume_from, dev, world)
+        return code
+    finally:
+        # a new run that failed before its first checkpoint (missing data, a bad option, a
+        # loss that diverged at once, Ctrl-C twice, a full disk) leaves no half-made folder
+        # behind
+        if (code and resume_from is None and world.main
+                and not (run_dir / checkpoint.FILENAME).exists()):
+            shutil.rmtree(run_dir, ignore_errors=True)
+            with contextlib.suppress(OSError):  # the model's folder, if this was its first
+                run_dir.parent.rmdir()
 
 
 def _start(cfg: dict, run: Run, resume_from: Path | None, dev: torch.device,
