@@ -69,7 +69,7 @@ def case_data(name: str) -> tuple[dict[str, torch.Tensor], dict, str]:
     case, cfg = CASES[name], config(name)
     spec = registry.get(case.model)
     if case.needs is None or case.needs.is_dir():
-        tensors, info = engine.load_data(spec, cfg)
+        tensors, info, _ = engine.load_data(spec, cfg)
         return tensors, info, cfg["dataset"].rsplit("/", 1)[-1]
     return (*synthetic(spec, cfg), "synthetic")
 

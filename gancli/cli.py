@@ -86,7 +86,7 @@ DataRoot = Annotated[Path | None, typer.Option(
 ImageSize = Annotated[int | None, typer.Option(
     min=8, help="Square image size in pixels. Default: the dataset's own size.")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")]
-SEED_MAX = 2**32 - 1  # torch takes 64 bits, but per-process seeds are derived from it
+SEED_MAX = int(registry.COMMON_OPTIONS["seed"].high)  # per-process seeds are derived from it
 Threads = Annotated[int | None, typer.Option(
     min=1, help="CPU threads for PyTorch (1 is fastest on a busy 2-core machine).")]
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -20,6 +21,7 @@ from gancli.errors import GancliError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 DIGITS = [str(d) for d in range(10)]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,10 @@ def run_root(cfg: dict) -> Path:
     return default_root()
 
 
+# Files left out because they could not be decoded, each with the reason.
+Skipped = list[tuple[Path, str]]
+
+
 @dataclass
 class ImageSet:
     """A whole dataset in memory: uint8 images (N, C, H, W) and optional int64 labels."""
@@ -74,6 +80,7 @@ class ImageSet:
     images: torch.Tensor
     labels: torch.Tensor | None
     classes: list[str] = field(default_factory=list)
+    skipped: Skipped = field(default_factory=list)  # unreadable files left out
 
     def info(self, spec: str) -> dict:
         """What a checkpoint needs to rebuild networks without the data: shape and classes."""
@@ -99,9 +106,8 @@ def describe(spec: str, image_size: int | None = None) -> dict:
     if not files:
         raise GancliError(f"no images found under {path}")
     classes = _folder_classes(path)
-    with _open_image(files[0]) as im:
-        channels = 1 if im.mode in ("L", "1", "I;16", "I") else 3
-        native = min(im.size)
+    channels, width, height = header(files)
+    native = min(width, height)
     return {"dataset": spec, "channels": channels, "image_size": image_size or native,
             "num_classes": len(classes), "classes": classes, "num_images": len(files)}
 
@@ -162,18 +168,86 @@ def _folder_classes(path: Path) -> list[str]:
     return [d.name for d in subdirs]
 
 
-def _open_image(path: Path):
+def image_header(file: Path) -> tuple[int, int, int]:
+    """(channels, width, height) from the file's header; PIL's error if it has none."""
     from PIL import Image
 
+    with Image.open(file) as im:
+        return (1 if im.mode in ("L", "1", "I;16", "I") else 3), *im.size
+
+
+def header(files: list[Path]) -> tuple[int, int, int]:
+    """image_header of the first file that has one: what a folder's images are like, even
+    when some are broken."""
+    failures = []
+    for file in files:
+        try:
+            return image_header(file)
+        except Exception as exc:  # noqa: BLE001 - any undecodable file is skipped alike
+            failures.append(f"{file.name}: {unreadable_reason(file, exc)}")
+    raise GancliError(f"none of the {len(files)} image files under {common_folder(files)} "
+                      f"can be read (e.g. {failures[0]})")
+
+
+def common_folder(files: list[Path]) -> Path:
+    return Path(os.path.commonpath([f.parent for f in files])) if files else Path(".")
+
+
+def decode(files: list[Path], read: Callable[[Path], T]) -> tuple[list[T], list[int], Skipped]:
+    """Decode every file in parallel. Files that cannot be read (truncated, not an image,
+    empty) are left out and listed with their reason, so one broken file among hundreds does
+    not stop a command; none readable at all is an error. Returns the decoded values, the
+    indices of the files they came from and the skipped files."""
+    def attempt(file: Path) -> tuple[T | None, str | None]:
+        try:
+            return read(file), None
+        except Exception as exc:  # noqa: BLE001 - decoders raise many kinds for bad files
+            return None, unreadable_reason(file, exc)
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        results = list(pool.map(attempt, files))
+    kept = [i for i, (_, why) in enumerate(results) if why is None]
+    skipped = [(files[i], why) for i, (_, why) in enumerate(results) if why is not None]
+    if files and not kept:
+        first, why = skipped[0]
+        raise GancliError(f"none of the {len(files)} images under {common_folder(files)} can be "
+                          f"read (e.g. {first.name}: {why})")
+    return [results[i][0] for i in kept], kept, skipped
+
+
+def unreadable_reason(path: Path, exc: BaseException) -> str:
+    """Why a file is no usable image, in a few words."""
+    from PIL import UnidentifiedImageError
+
     try:
-        return Image.open(path)
-    except Exception as exc:
-        raise GancliError(f"cannot read image {path}: {exc}") from None
+        if path.stat().st_size == 0:
+            return "empty file"
+    except OSError as err:
+        return err.strerror or "cannot be opened"
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image"
+    text = str(exc).strip()
+    return text.splitlines()[0][:100] if text else type(exc).__name__
+
+
+def skipped_warning(skipped: Skipped, listing: Path | None) -> str:
+    """The one warning line every command prints for unreadable files: how many, and where
+    they are all listed (without a listing file, their names and reasons)."""
+    where = (f"listed in {listing}" if listing else
+             "; ".join(f"{path}: {why}" for path, why in skipped))
+    return f"skipped {len(skipped)} unreadable image file{'s' * (len(skipped) != 1)} ({where})"
+
+
+def skipped_listing(skipped: Skipped) -> bytes:
+    """unreadable.txt: one 'path<TAB>reason' line per skipped file."""
+    return "".join(f"{path}\t{why}\n" for path, why in skipped).encode()
 
 
 def read_image(path: Path, channels: int, size: int | None) -> torch.Tensor:
     """Decode one file to uint8 (C, H, W): shorter side resized to `size`, centre-cropped."""
-    with _open_image(path) as im:
+    from PIL import Image
+
+    with Image.open(path) as im:
         im = im.convert("L" if channels == 1 else "RGB")
         if size:
             w, h = im.size
@@ -191,10 +265,10 @@ def read_image(path: Path, channels: int, size: int | None) -> torch.Tensor:
 
 def _load_folder(path: Path, image_size: int | None) -> ImageSet:
     info = describe(f"folder:{path}", image_size)
-    files = list_images(path)
     size, channels = info["image_size"], info["channels"]
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        images = list(pool.map(lambda p: read_image(p, channels, size), files))
+    files = list_images(path)
+    images, kept, skipped = decode(files, lambda p: read_image(p, channels, size))
+    files = [files[i] for i in kept]
     classes = info["classes"]
     labels = None
     if classes:
@@ -203,7 +277,7 @@ def _load_folder(path: Path, image_size: int | None) -> ImageSet:
         keep = [i for i, parts in enumerate(rel) if len(parts) > 1 and parts[0] in index]
         images = [images[i] for i in keep]
         labels = torch.tensor([index[rel[i][0]] for i in keep], dtype=torch.long)
-    return ImageSet(torch.stack(images), labels, classes)
+    return ImageSet(torch.stack(images), labels, classes, skipped)
 
 
 def resize_uint8(images: torch.Tensor, size: int, chunk: int = 4096) -> torch.Tensor:

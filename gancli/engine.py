@@ -9,11 +9,13 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import shlex
 import shutil
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -24,9 +26,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from gancli import accel, augment, checkpoint, data, pairs, registry, viz
+from gancli import accel, augment, checkpoint, data, pairs, registry, rundir, viz
 from gancli.distributed import World
-from gancli.errors import GancliError
+from gancli.errors import GancliError, WriteError
 from gancli.trainers.base import Trainer
 
 console = Console(stderr=True, soft_wrap=True)  # paths stay whole in logs
@@ -84,6 +86,7 @@ class Run:
 
     dir: Path
     log: list[str] = field(default_factory=list)
+    saved: int | None = None  # the step of the checkpoint on disk (None: none written yet)
 
     @property
     def checkpoint(self) -> Path:
@@ -99,6 +102,19 @@ class Run:
 
     def sample_path(self, epoch: int) -> Path:
         return self.dir / "samples" / f"epoch_{epoch:03d}.png"
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """A write of the run that fails (disk full, no permission, a file-size limit) ends
+        in one line: what could not be written, the OS's reason, and what is intact."""
+        try:
+            yield
+        except (OSError, WriteError) as exc:
+            failed = exc if isinstance(exc, WriteError) else WriteError.of(exc, self.dir)
+            kept = (f"the checkpoint of step {self.saved} is intact ({self.checkpoint})"
+                    if self.saved is not None else
+                    "no checkpoint had been written yet, so nothing of the run is kept")
+            raise GancliError(f"{failed}; {kept}") from None
 
 
 class EpochHook:
@@ -148,7 +164,80 @@ def build_trainer(cfg: dict, info: dict, device: torch.device,
     spec = registry.get(cfg["model"])
     # Options added to gancli after a checkpoint was written take their defaults.
     cfg = {**spec.config({}), **cfg}
+    check_size(spec, cfg, info, device, optimizers)
     return spec.trainer_class()(spec, cfg, info, device, optimizers)
+
+
+def check_size(spec: registry.ModelSpec, cfg: dict, info: dict, device: torch.device,
+               training: bool) -> None:
+    """Refuse networks that cannot fit before allocating them (a config from elsewhere may
+    ask for terabytes): built on PyTorch's meta device, which holds shapes but no memory,
+    their size is known from the config alone."""
+    try:
+        with torch.device("meta"):
+            nets = spec.build_nets(cfg, info)
+    except (RuntimeError, ValueError, TypeError, OverflowError) as exc:
+        raise GancliError(f"no networks can be built from this config ({_first_line(exc)})"
+                          ) from None
+    tensors = [t for net in nets.values() for t in (*net.parameters(), *net.buffers())]
+    count = sum(t.numel() for t in tensors)
+    size = sum(t.numel() * t.element_size() for t in tensors)
+    need = size * (4 if training else 1)  # training: weights, gradients, two Adam moments
+    memory = memory_of(device)
+    if memory and need > memory:
+        train = f", about {_bytes(need)} to train" if training else ""
+        gpu = "GPU " if device.type == "cuda" else ""
+        raise GancliError(f"the networks of this config would have {count:,} parameters "
+                          f"({_bytes(size)}{train}), more than the {_bytes(memory)} of {gpu}"
+                          "memory here; refusing to allocate them")
+
+
+def memory_of(device: torch.device) -> int | None:
+    """Total memory of the device (the machine's RAM for CPU and MPS); None if unknown."""
+    try:
+        if device.type == "cuda":
+            return torch.cuda.get_device_properties(device).total_memory
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError, RuntimeError):
+        return None
+
+
+def _bytes(n: float) -> str:
+    """1.5 GB, 700 PB."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000:
+            return f"{n:.3g} {unit}"
+        n /= 1000
+    return f"{n:.3g} PB"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:160] if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def about(path: Path) -> Iterator[None]:
+    """One-line errors about a checkpoint's contents name the file first."""
+    try:
+        yield
+    except GancliError as exc:
+        raise GancliError(f"{path}: {exc}") from None
+
+
+def load_state(trainer: Trainer, ckpt: dict, world: World | None = None) -> None:
+    """A checkpoint's weights into networks rebuilt from its config; with `world` (a
+    resume) also the optimizers, the recipe's training state and this rank's RNG. Weights
+    that do not fit are one line naming the first tensor that differs."""
+    checkpoint.check_weights(trainer.nets, ckpt["nets"], bool(ckpt.get("exported")),
+                             trainer.spec.name)
+    try:
+        trainer.load_state_dict(ckpt, optimizers=world is not None)
+        if world is not None:
+            set_rng_state(_own_rng(ckpt, world))
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise GancliError(f"its training state does not fit its networks ({_first_line(exc)})"
+                          ) from None
 
 
 def describe_data(spec: registry.ModelSpec, cfg: dict) -> dict:
@@ -158,16 +247,17 @@ def describe_data(spec: registry.ModelSpec, cfg: dict) -> dict:
     return pairs.describe(cfg, paired=spec.data == "paired")
 
 
-def load_data(spec: registry.ModelSpec, cfg: dict) -> tuple[dict[str, torch.Tensor], dict]:
-    """The whole dataset as tensors for `Batches` ({"image", "label"} or {"A", "B"}) and
-    its info, by the spec's kind of data."""
+def load_data(spec: registry.ModelSpec, cfg: dict
+              ) -> tuple[dict[str, torch.Tensor], dict, data.Skipped]:
+    """The whole dataset as tensors for `Batches` ({"image", "label"} or {"A", "B"}), its
+    info, and the files left out as unreadable, by the spec's kind of data."""
     if spec.data != "images":
         return pairs.load(cfg, paired=spec.data == "paired")
     images = data.load(cfg["dataset"], Path(cfg["data_root"]), cfg["image_size"])
     tensors = {"image": images.images}
     if images.labels is not None:
         tensors["label"] = images.labels
-    return tensors, images.info(cfg["dataset"])
+    return tensors, images.info(cfg["dataset"]), images.skipped
 
 
 def restore(target: str, device: torch.device, root: Path | None = None,
@@ -177,8 +267,9 @@ def restore(target: str, device: torch.device, root: Path | None = None,
     ckpt = checkpoint.load(path)
     if model and ckpt["config"]["model"] != model:
         raise GancliError(f"{path} is a {ckpt['config']['model']} checkpoint, not {model}")
-    trainer = build_trainer(ckpt["config"], ckpt["info"], device, optimizers=False)
-    trainer.load_state_dict(ckpt, optimizers=False)
+    with about(path):
+        trainer = build_trainer(ckpt["config"], ckpt["info"], device, optimizers=False)
+        load_state(trainer, ckpt)
     trainer.train(False)
     ckpt["path"] = path
     return trainer, ckpt
@@ -190,12 +281,16 @@ def export_run(target: str, out: Path, half: bool = True, root: Path | None = No
     keep = [k for k in trainer.nets if k not in trainer.discriminators]
     src: Path = ckpt["path"].parent
     out = Path(out)
+    holder = rundir.held_by(out)
+    if holder:
+        raise GancliError(f"cannot export into {out}: {rundir.busy(out, holder)}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise GancliError(f"export writes a new folder; {out} already exists"
                           + ("" if out.is_dir() else " as a file") + " (pick another name)")
     slim = checkpoint.export(ckpt, keep, half)
     slim["state"] = {**slim["state"], "commands": [*slim["state"].get("commands", []),
                                                    shlex.join(["gancli", *sys.argv[1:]])]}
+    existed = out.exists()
     try:
         checkpoint.save(out / checkpoint.FILENAME, slim)
         for name in ("config.json", "metrics.jsonl", "losses.csv", "loss_curves.png",
@@ -205,16 +300,22 @@ def export_run(target: str, out: Path, half: bool = True, root: Path | None = No
             elif (src / name).exists():
                 shutil.copy2(src / name, out / name)
     except OSError as exc:
-        raise GancliError(f"cannot write {out}: {exc.strerror or exc}") from None
+        shutil.rmtree(out, ignore_errors=True)  # no half export is left to be mistaken
+        if existed:
+            out.mkdir(exist_ok=True)
+        reason = exc.strerror or _first_line(exc)
+        raise GancliError(f"cannot write {exc.filename or out}: {reason}; the run {src} is "
+                          "untouched and the partial export was removed") from None
     size = (out / checkpoint.FILENAME).stat().st_size / 1e6
     console.print(f"exported {', '.join(keep)} ({'fp16' if half else 'fp32'}, {size:.1f} MB) "
                   f"-> {out}")
 
 
 def _prepare_run(model: str, overrides: dict, name: str | None, resume: str | None,
-                 root: Path) -> tuple[dict, Path, Path | None]:
+                 root: Path, held: contextlib.ExitStack) -> tuple[dict, Path, Path | None]:
     """The run's config, folder and the checkpoint to resume from: a new folder, or the
-    resumed run's config with the options that may change on resume."""
+    resumed run's config with the options that may change on resume. The run's lock goes
+    into `held` before anything in the folder is read or changed."""
     if resume:
         if name:
             raise GancliError("--resume continues a run in its own folder; it takes no --name")
@@ -224,6 +325,7 @@ def _prepare_run(model: str, overrides: dict, name: str | None, resume: str | No
                 f"{path} is not the run's latest state ({path.parent / checkpoint.FILENAME}"
                 "); resuming from it would overwrite that. To go on from it, copy it as "
                 f"{checkpoint.FILENAME} into a new folder and --resume that")
+        held.enter_context(contextlib.closing(rundir.lock(path.parent)))
         ckpt = checkpoint.load(path)
         cfg = dict(ckpt["config"])
         if cfg["model"] != model:
@@ -246,19 +348,36 @@ def _prepare_run(model: str, overrides: dict, name: str | None, resume: str | No
     if name and (Path(name).name != name or name in (".", "..")):
         raise GancliError(f"--name is a folder name under {root / model}, not a path: '{name}'")
     cfg = registry.get(model).config(overrides)
-    if not name:  # a timestamp; runs started within the same second get -2, -3, ...
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        name = next(f"{stamp}{f'-{i}' if i > 1 else ''}" for i in range(1, 10_000)
-                    if not (root / model / f"{stamp}{f'-{i}' if i > 1 else ''}").exists())
-    run = Run(root / model / name)
-    if run.checkpoint.exists():
-        raise GancliError(f"run {run.dir} exists; pass --resume {run.dir} or another --name")
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    # a timestamp by default; runs started within the same second get -2, -3, ...
+    names = [name] if name else [f"{stamp}{f'-{i}' if i > 1 else ''}" for i in range(1, 1000)]
+    run = Run(root / model / names[0])
     try:
-        run.dir.mkdir(parents=True, exist_ok=True)
-        (run.dir / "samples").mkdir(exist_ok=True)
+        run.dir.parent.mkdir(parents=True, exist_ok=True)
+        for candidate in names:
+            run = Run(root / model / candidate)
+            try:
+                run.dir.mkdir()  # atomic: of two starts with one name, the second fails here
+                break
+            except FileExistsError:
+                if name:
+                    raise GancliError(_exists(run)) from None
+        held.enter_context(contextlib.closing(rundir.lock(run.dir)))
+        (run.dir / "samples").mkdir()
     except OSError as exc:
         raise GancliError(f"cannot create run folder {run.dir}: {exc.strerror}") from None
     return cfg, run.dir, None
+
+
+def _exists(run: Run) -> str:
+    """Why a new run cannot take an existing folder, and what to do instead."""
+    holder = rundir.held_by(run.dir)
+    if holder:
+        return f"run {run.dir} exists and is being trained by another process ({holder})"
+    if run.checkpoint.exists():
+        return f"run {run.dir} exists; pass --resume {run.dir} or another --name"
+    return (f"run folder {run.dir} exists without a checkpoint (a start stopped before its "
+            "first save?); remove it or pass another --name")
 
 
 def train(model: str, overrides: dict, *, name: str | None = None, resume: str | None = None,
@@ -273,23 +392,25 @@ def train(model: str, overrides: dict, *, name: str | None = None, resume: str |
     dev = world.start(pick_device(device))
     accel.amp_dtype(overrides.get("amp"), dev)  # before a run folder is made
     try:
-        return _train(model, overrides, name, resume, dev, world,
-                      Path(root or checkpoint.default_dir()))
+        with contextlib.ExitStack() as held:  # rank 0's lock on its run, for as long as it trains
+            return _train(model, overrides, name, resume, dev, world,
+                          Path(root or checkpoint.default_dir()), held)
     finally:
         world.stop()
 
 
 def _train(model: str, overrides: dict, name: str | None, resume: str | None,
-           dev: torch.device, world: World, root: Path) -> int:
+           dev: torch.device, world: World, root: Path, held: contextlib.ExitStack) -> int:
     cfg, run_dir, resume_from = world.share(
-        lambda: _prepare_run(model, overrides, name, resume, root))
+        lambda: _prepare_run(model, overrides, name, resume, root, held))
     code = 1
     try:
         code = _start(cfg, Run(run_dir), resume_from, dev, world)
         return code
     finally:
         # a new run that failed before its first checkpoint (missing data, a bad option, a
-        # loss that diverged at once, Ctrl-C twice) leaves no half-made folder behind
+        # loss that diverged at once, Ctrl-C twice, a full disk) leaves no half-made folder
+        # behind
         if (code and resume_from is None and world.main
                 and not (run_dir / checkpoint.FILENAME).exists()):
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -317,8 +438,11 @@ def _start(cfg: dict, run: Run, resume_from: Path | None, dev: torch.device,
     info = describe_data(spec, cfg)
     cfg["image_size"] = info["image_size"]
     accel.tune(dev)
-    trainer = build_trainer(cfg, info, dev)  # validates the size before loading any data
-    tensors, trainer.info = load_data(spec, cfg)
+    with about(resume_from) if resume_from else contextlib.nullcontext():
+        trainer = build_trainer(cfg, info, dev)  # validates the size before loading any data
+    tensors, trainer.info, skipped = load_data(spec, cfg)
+    if world.main:
+        _list_unreadable(run, skipped)
     trainer.use_data(tensors)
     augment = AUGMENTS[cfg.get("augment") or "none"]
     batches = data.Batches(tensors, cfg["batch_size"], cfg["seed"], dev,
@@ -329,11 +453,13 @@ def _start(cfg: dict, run: Run, resume_from: Path | None, dev: torch.device,
     if world.enabled:  # same initial weights (DDP broadcasts rank 0's), different noise
         torch.manual_seed(cfg["seed"] * 1_000 + 1 + world.rank)
     if ckpt is not None:
-        trainer.load_state_dict(ckpt)
+        with about(resume_from):
+            load_state(trainer, ckpt, world)
         state = RunState(**ckpt["state"])
-        set_rng_state(_own_rng(ckpt, world))
+        run.saved = state.step
         if world.main:
-            _truncate_logs(run, state.step)
+            with run.writing():
+                _truncate_logs(run, state.step)
     world.wrap(trainer.nets, bool(cfg.get("sync_bn")))
     if cfg.get("compile"):
         accel.compile_nets(trainer.nets)
@@ -341,8 +467,9 @@ def _start(cfg: dict, run: Run, resume_from: Path | None, dev: torch.device,
                 if world.enabled else ["gancli"])
     state.commands.append(shlex.join([*launcher, *sys.argv[1:]]))
     if world.main:
-        checkpoint.atomic_write(run.dir / "config.json", json.dumps(
-            {**cfg, "info": trainer.info, "commands": state.commands}, indent=2).encode())
+        with run.writing():
+            checkpoint.atomic_write(run.dir / "config.json", json.dumps(
+                {**cfg, "info": trainer.info, "commands": state.commands}, indent=2).encode())
     procs = f" x {world.size} processes" if world.enabled else ""
     amp = {torch.bfloat16: ", amp bf16", torch.float16: ", amp fp16"}.get(trainer.amp, "")
     console.print(f"[bold]{cfg['model']}[/] on {cfg['dataset']} ({trainer.info['num_images']} "
@@ -350,6 +477,18 @@ def _start(cfg: dict, run: Run, resume_from: Path | None, dev: torch.device,
                   + (f"  [dim](resumed at {where(state)})[/]" if ckpt else ""))
     hooks = epoch_hooks(cfg, trainer) if world.main else []
     return fit(trainer, batches, run, cfg, state, hooks, world)
+
+
+def _list_unreadable(run: Run, skipped: data.Skipped) -> None:
+    """Files left out of the data: one warning line, every one listed in the run folder
+    (a resume with them fixed removes the old list)."""
+    listing = run.dir / "unreadable.txt"
+    if not skipped:
+        listing.unlink(missing_ok=True)
+        return
+    with run.writing():
+        checkpoint.atomic_write(listing, data.skipped_listing(skipped))
+    console.print(f"[yellow]warning:[/] {data.skipped_warning(skipped, listing)}")
 
 
 def finished(state: RunState, cfg: dict) -> bool:
@@ -381,13 +520,16 @@ def _own_rng(ckpt: dict, world: World) -> dict:
 
 
 def _truncate_logs(run: Run, step: int) -> None:
-    """Drop log lines written after the checkpoint we resume from (a crash can leave some)."""
+    """Drop log lines written after the checkpoint we resume from (a crash can leave some),
+    and a last line that a kill cut short."""
     if run.metrics.exists():
-        lines = [ln for ln in run.metrics.read_text().splitlines()
-                 if ln and json.loads(ln)["step"] <= step]
+        lines = [ln for ln in rundir.complete_lines(run.metrics) if json.loads(ln)["step"] <= step]
         checkpoint.atomic_write(run.metrics, "".join(ln + "\n" for ln in lines).encode())
     if run.losses.exists():
-        head, *rows = run.losses.read_text().splitlines()
+        head, *rows = rundir.complete_lines(run.losses) or [None]
+        if head is None:  # not even the header was complete: the next append writes it
+            run.losses.unlink()
+            return
         rows = [r for r in rows if int(r.split(",")[0]) <= step]
         checkpoint.atomic_write(run.losses, "\n".join([head, *rows, ""]).encode())
 
@@ -464,11 +606,13 @@ def fit(trainer: Trainer, batches: data.Batches, run: Run, cfg: dict, state: Run
         rngs = world.gather(rng_state())  # each rank's own stream, for an exact resume
         seconds = state.seconds + (time.perf_counter() - epoch_start if epoch_start else 0.0)
         if world.main:
-            checkpoint.save(run.checkpoint, {
-                "config": cfg, "info": trainer.info,
-                "state": {**state.as_dict(), "seconds": seconds},
-                "rng": rngs[0], "rng_ranks": rngs, **trainer.state_dict(),
-            })
+            with run.writing():
+                checkpoint.save(run.checkpoint, {
+                    "config": cfg, "info": trainer.info,
+                    "state": {**state.as_dict(), "seconds": seconds},
+                    "rng": rngs[0], "rng_ranks": rngs, **trainer.state_dict(),
+                })
+            run.saved = state.step
 
     halt = False  # Ctrl-C (or SIGTERM) reached some rank: every rank stops at this step
     with _Interrupt() as interrupt:
@@ -533,10 +677,12 @@ def fit(trainer: Trainer, batches: data.Batches, run: Run, cfg: dict, state: Run
                 for hook in hooks:
                     row.update(hook.after_epoch(trainer, row))
             if world.main:
-                _log_epoch(trainer, run, row, history, real)
+                with run.writing():
+                    _log_epoch(trainer, run, row, history, real)
             save()
-            for hook in hooks:
-                hook.after_save(run, row)
+            with run.writing():
+                for hook in hooks:
+                    hook.after_save(run, row)
             table = _epoch_table(trainer, first_row, columns)
             table.add_row(str(epoch_no) + ("" if row["complete"] else "*"), str(state.step),
                           *(f"{row[k]:.4f}" for k in keys),
@@ -577,17 +723,14 @@ def _means(sums: dict[str, torch.Tensor], n: int, world: World | None = None
 def _log_epoch(trainer: Trainer, run: Run, row: dict, history: list[torch.Tensor],
                real: dict | None) -> None:
     """Append the epoch's metrics and per-step losses, redraw grids and curves."""
-    with run.metrics.open("a") as f:
-        f.write(json.dumps(row) + "\n")
+    rundir.append(run.metrics, json.dumps(row) + "\n")
     if history:
         values = torch.stack(history).float().cpu().tolist()
         first = row["step"] - len(values) + 1
-        new_file = not run.losses.exists()
-        with run.losses.open("a") as f:
-            if new_file:
-                f.write(",".join(["step", *trainer.curves]) + "\n")
-            f.writelines(f"{first + i}," + ",".join(f"{v:.6g}" for v in vals) + "\n"
-                         for i, vals in enumerate(values))
+        head = "" if run.losses.exists() else ",".join(["step", *trainer.curves]) + "\n"
+        rundir.append(run.losses, head + "".join(
+            f"{first + i}," + ",".join(f"{v:.6g}" for v in vals) + "\n"
+            for i, vals in enumerate(values)))
     images, nrow = trainer.preview()
     viz.save_grid(images, run.sample_path(row["epoch"]), nrow)
     if real is not None:
@@ -598,9 +741,10 @@ def _log_epoch(trainer: Trainer, run: Run, row: dict, history: list[torch.Tensor
 
 
 def read_losses(path: Path) -> tuple[list[int], dict[str, list[float]]]:
-    if not path.exists():
+    lines = rundir.complete_lines(path)
+    if not lines:
         return [], {}
-    head, *rows = path.read_text().splitlines()
+    head, *rows = lines
     names = head.split(",")[1:]
     cols = list(zip(*(r.split(",") for r in rows), strict=True)) if rows else []
     if not cols:

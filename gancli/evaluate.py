@@ -116,8 +116,12 @@ class ImagesSide(Side):
 
     def stats(self, extractor: Extractor, opts: Options) -> Stats:
         def compute() -> Stats:
-            images = data.load(self.spec, self.root or data.default_root(), self.image_size,
-                               train=self.split == "train").images
+            loaded = data.load(self.spec, self.root or data.default_root(), self.image_size,
+                               train=self.split == "train")
+            if loaded.skipped:
+                err.print(f"[yellow]warning:[/] {self.label}: "
+                          f"{data.skipped_warning(loaded.skipped, None)}", highlight=False)
+            images = loaded.images
             if len(images) > opts.n:  # a fixed random subset, the same on every call
                 pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
                 images = images[pick[:opts.n]]

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from gancli import engine, registry
+from gancli import engine, registry, rundir
 from gancli.trainers.base import Trainer
 
 console = Console()
@@ -118,12 +118,12 @@ def inspect_run(target: str, root: Path | None = None) -> None:
     if ckpt.get("exported"):
         table.add_row("weights", f"exported: {', '.join(ckpt['nets'])} only (sample-only "
                                  "copy; the other networks are untrained)")
-    metrics = path.parent / "metrics.jsonl"
-    if metrics.exists() and metrics.read_text().strip():
-        last = json.loads(metrics.read_text().strip().splitlines()[-1])
+    lines = rundir.complete_lines(path.parent / "metrics.jsonl")  # the run may be training
+    if lines:
+        last = json.loads(lines[-1])
         shown = {k: v for k, v in last.items() if isinstance(v, float)}
         table.add_row("last epoch", "  ".join(f"{k} {v:.4g}" for k, v in shown.items()))
-        rows = [json.loads(line) for line in metrics.read_text().splitlines() if line]
+        rows = [json.loads(line) for line in lines]
         fids = [f"{r['epoch']}:{r['fid']:.2f}" for r in rows if "fid" in r]
         if fids:
             table.add_row("FID history", "  ".join(fids))

@@ -11,16 +11,23 @@ A folder holding `train/` (pix2pix releases) means its `train/` part.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
 import torch
 
 from gancli import augment
-from gancli.data import default_root, list_images, read_image, resize_uint8
+from gancli.data import (
+    Skipped,
+    decode,
+    default_root,
+    header,
+    image_header,
+    list_images,
+    read_image,
+    resize_uint8,
+)
 from gancli.errors import GancliError
 
 # Named datasets live under --data-root / $GANCLI_DATA; their native size lets `inspect`
@@ -58,21 +65,10 @@ def _domains(path: Path) -> tuple[Path, Path] | None:
     return None
 
 
-def _image_size(file: Path) -> tuple[int, int, int]:
-    """(channels, width, height) from the file's header."""
-    from PIL import Image
-
-    try:
-        with Image.open(file) as im:
-            return (1 if im.mode in ("L", "1", "I;16", "I") else 3), *im.size
-    except Exception as exc:
-        raise GancliError(f"cannot read image {file}: {exc}") from None
-
-
 def is_side_by_side(file: Path) -> bool:
     """An A|B pair: at least twice as wide as tall (facades has 512x256 but also 512x157;
     a 3:2 or 16:9 photo is not a pair)."""
-    _, w, h = _image_size(file)
+    _, w, h = image_header(file)
     return w >= 2 * h
 
 
@@ -91,10 +87,11 @@ def _paired_files(path: Path) -> tuple[str, list[tuple[Path, Path | None]]]:
     files = list_images(path)
     if not files:
         raise GancliError(f"no images found under {path}")
-    if not is_side_by_side(files[0]):
+    _, w, h = header(files)
+    if w < 2 * h:
         raise GancliError(f"{path} holds neither side-by-side A|B images (width >= 2 x height, "
-                          f"e.g. {files[0].name} is not) nor A/ and B/ folders with matching "
-                          "names")
+                          f"its first readable image is {w}x{h}) nor A/ and B/ folders with "
+                          "matching names")
     return "side-by-side", [(f, None) for f in files]
 
 
@@ -117,12 +114,12 @@ def describe(cfg: dict, paired: bool) -> dict:
         return _info(cfg["dataset"], 3, cfg["image_size"] or NAMED[cfg["dataset"]], 0)
     if paired:
         layout, files = _paired_files(path)
-        channels, w, h = _image_size(files[0][0])
+        channels, w, h = header([a for a, _ in files])
         native = h if layout == "side-by-side" else min(w, h)
         return _info(cfg["dataset"], channels, cfg["image_size"] or native, len(files),
                      layout=layout)
     a, b = _unpaired_files(path)
-    channels, w, h = _image_size(a[0])
+    channels, w, h = header(a)
     return _info(cfg["dataset"], channels, cfg["image_size"] or min(w, h), max(len(a), len(b)),
                  num_a=len(a), num_b=len(b))
 
@@ -147,13 +144,9 @@ def read_pair(file: Path, channels: int, size: int) -> tuple[torch.Tensor, torch
     return tuple(resize_uint8(x[None], size)[0] for x in (a, b))
 
 
-def _decode(fn: Callable, items: list) -> list:
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        return list(pool.map(fn, items))
-
-
-def load(cfg: dict, paired: bool) -> tuple[dict[str, torch.Tensor], dict]:
-    """{"A", "B"} uint8 tensors of equal length, and the dataset info.
+def load(cfg: dict, paired: bool) -> tuple[dict[str, torch.Tensor], dict, Skipped]:
+    """{"A", "B"} uint8 tensors of equal length, the dataset info, and the files that could
+    not be read (left out; a pair loses both images when one cannot be read).
 
     Unpaired domains differ in size: an epoch covers the larger one once and the smaller
     one is repeated in turn (index i -> i mod n), so `Batches` can draw both together.
@@ -164,17 +157,27 @@ def load(cfg: dict, paired: bool) -> tuple[dict[str, torch.Tensor], dict]:
     if paired:
         _, files = _paired_files(path)
         if files[0][1] is None:
-            halves = _decode(lambda f: read_pair(f[0], channels, size), files)
+            halves, _, skipped = decode([a for a, _ in files],
+                                        lambda f: read_pair(f, channels, size))
             a, b = (torch.stack(x) for x in zip(*halves, strict=True))
         else:
-            a, b = (torch.stack(_decode(lambda f: read_image(f, channels, size), side))
-                    for side in zip(*files, strict=True))
-        return {"A": a, "B": b}, info
-    a, b = (torch.stack(_decode(lambda f: read_image(f, channels, size), files))
-            for files in _unpaired_files(path))
+            (a, kept_a, skipped), (b, kept_b, skipped_b) = (
+                decode(list(side), lambda f: read_image(f, channels, size))
+                for side in zip(*files, strict=True))
+            by_a, by_b = dict(zip(kept_a, a, strict=True)), dict(zip(kept_b, b, strict=True))
+            both = [i for i in by_a if i in by_b]
+            if not both:
+                raise GancliError(f"no pair under {path} has both images readable")
+            a, b = (torch.stack([side[i] for i in both]) for side in (by_a, by_b))
+            skipped += skipped_b
+        return {"A": a, "B": b}, {**info, "num_images": len(a)}, skipped
+    decoded = [decode(files, lambda f: read_image(f, channels, size))
+               for files in _unpaired_files(path)]
+    a, b = (torch.stack(images) for images, _, _ in decoded)
     n = max(len(a), len(b))
+    info = {**info, "num_images": n, "num_a": len(a), "num_b": len(b)}
     a, b = (x[torch.arange(n) % len(x)] for x in (a, b))
-    return {"A": a, "B": b}, info
+    return {"A": a, "B": b}, info, [s for _, _, skipped in decoded for s in skipped]
 
 
 def jitter(x: torch.Tensor, size: int) -> torch.Tensor:

@@ -21,29 +21,6 @@ POSITIVE = {"low": 0, "open": "low"}
 DECAY = {"low": 0, "high": 1, "open": "high"}
 FRACTION = {"low": 0, "high": 1}
 
-# Options every model has; each spec adds its own hyper-parameters in `options`.
-COMMON_DEFAULTS: dict[str, Any] = {
-    "dataset": "mnist",
-    "data_root": None,  # None: $GANCLI_DATA or ~/.cache/gancli/data
-    "image_size": None,  # None: the dataset's native size
-    "batch_size": 128,
-    "epochs": 5,
-    "seed": 0,
-    "max_steps": None,
-    "save_every_steps": None,
-    # evaluation during training (models that generate): FID every N epochs
-    "fid_every": None,
-    "fid_samples": 2000,
-    "fid_features": "inception",
-    # speed levers (gancli.accel); they may change when a run is resumed
-    "amp": "off",
-    "channels_last": False,
-    "compile": False,
-    # multi-process training (torchrun): BatchNorm statistics over all processes' batches
-    "sync_bn": False,
-}
-
-
 @dataclass(frozen=True)
 class Opt:
     """A model-specific option: `--name VALUE` on `train` and `inspect`, stored in the config."""
@@ -82,6 +59,22 @@ class Opt:
             raise GancliError(f"{flag} must be {self.domain()}, not "
                               f"{value if shown is None else shown}")
 
+    def validate(self, label: str, value: Any) -> None:
+        """A stored value (a checkpoint's config) is checked as if it had been typed: of the
+        option's type, one of its choices, within its range."""
+        if value is None and self.default is None:
+            return
+        kind = self.type or type(self.default)
+        fits = (isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+                or kind is float and type(value) is int)  # JSON writes 1.0 as 1
+        if not fits:
+            raise GancliError(f"{label} must be {TYPE_WORDS.get(kind, kind.__name__)}, not "
+                              f"{value!r}")
+        if self.choices and value not in self.choices:
+            raise GancliError(f"{label} must be one of {', '.join(self.choices)}, not {value!r}")
+        if kind in (int, float):
+            self.check(label, value)
+
     def within(self, value: Any) -> bool:
         if isinstance(value, float) and not math.isfinite(value):
             return False  # nan slips through every comparison; inf is never a setting
@@ -102,6 +95,39 @@ class Opt:
             return f"{'<' if 'high' in self.open else '<='} {hi:g}"
         return (f"in {'(' if 'low' in self.open else '['}{lo:g}, {hi:g}"
                 f"{')' if 'high' in self.open else ']'}")
+
+
+# Options every model has; each spec adds its own hyper-parameters in `options`. Declared
+# as Opts so that a checkpoint's stored config is checked like a command line.
+COMMON_OPTIONS: dict[str, Opt] = {
+    "dataset": Opt("mnist", "dataset name or folder:PATH"),
+    "data_root": Opt(None, "None: $GANCLI_DATA or ~/.cache/gancli/data", type=str),
+    "image_size": Opt(None, "None: the dataset's native size", type=int, low=8),
+    "batch_size": Opt(128, "images per step (per process under torchrun)", **COUNT),
+    "epochs": Opt(5, "total epochs", **COUNT),
+    "seed": Opt(0, "random seed", low=0, high=2**32 - 1),  # torch takes 64 bits
+    "max_steps": Opt(None, "stop after this many steps in all", type=int, **COUNT),
+    "save_every_steps": Opt(None, "also checkpoint every N steps", type=int, **COUNT),
+    # evaluation during training (models that generate): FID every N epochs
+    "fid_every": Opt(None, "FID every N complete epochs", type=int, **COUNT),
+    "fid_samples": Opt(2000, "samples per FID evaluation", low=2),
+    "fid_features": Opt("inception", "FID features", ("inception", "classifier")),
+    # speed levers (gancli.accel); they may change when a run is resumed
+    "amp": Opt("off", "mixed precision", ("off", "auto", "bf16", "fp16")),
+    "channels_last": Opt(False, "NHWC memory format"),
+    "compile": Opt(False, "torch.compile the networks"),
+    # multi-process training (torchrun): BatchNorm statistics over all processes' batches
+    "sync_bn": Opt(False, "SyncBatchNorm under torchrun"),
+}
+COMMON_DEFAULTS: dict[str, Any] = {k: o.default for k, o in COMMON_OPTIONS.items()}
+
+# What a stored config must hold: the model, its data and the sizes of its networks; their
+# defaults are only suggestions, so a config without one describes unknown networks. Other
+# options may be missing from runs older than the option and take their default (what
+# gancli did before it existed).
+STORED_REQUIRED = ("dataset", "image_size", "nz", "ngf", "ndf", "width", "blocks", "timesteps",
+                   "disc_layers", "feature_dim")
+TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 
 
 @dataclass(frozen=True)
@@ -148,6 +174,17 @@ class ModelSpec:
                                   "would be ignored")
         return cfg
 
+    def check_stored(self, cfg: dict[str, Any]) -> None:
+        """A config from a checkpoint, checked with the same table as the command line:
+        required keys present, every known option of the right type, choice and range."""
+        options = {**COMMON_OPTIONS, **self.options}
+        for key in STORED_REQUIRED:
+            if key in options and cfg.get(key) is None:
+                raise GancliError(f"config has no {key}")
+        for key, opt in options.items():
+            if key in cfg:
+                opt.validate(f"config {key}", cfg[key])
+        check_combinations({**self.config({}), **cfg})
 
     def parse_options(self, args: list[str], options: dict[str, Opt] | None = None
                       ) -> dict[str, Any]:

@@ -17,8 +17,18 @@ from rich.console import Console
 from rich.table import Table
 
 from gancli import pairs, viz
-from gancli.data import IMAGE_SUFFIXES, read_image, to_float, to_uint8
-from gancli.errors import GancliError
+from gancli.checkpoint import write_output
+from gancli.data import (
+    IMAGE_SUFFIXES,
+    Skipped,
+    read_image,
+    skipped_listing,
+    skipped_warning,
+    to_float,
+    to_uint8,
+    unreadable_reason,
+)
+from gancli.errors import GancliError, WriteError
 from gancli.trainers.base import Trainer
 
 console = Console()
@@ -69,42 +79,53 @@ def translate_folder(trainer: Trainer, input_dir: Path, out: Path, options: dict
     pair_sums = {"L1 to target": 0.0, "PSNR (dB)": 0.0}
     done, paired, unreadable = 0, 0, []
     sheet: list[tuple[torch.Tensor, ...]] = []
-    for start in range(0, len(images), batch_size):
-        items = []
-        for path in images[start:start + batch_size]:
-            rel = path.relative_to(input_dir)
-            try:
-                items.append(_read(path, rel, trainer, direction))
-            except (GancliError, OSError, ValueError, SyntaxError):
-                unreadable.append(str(rel))
-                err.print(f"[yellow]skipped[/] {rel}: not a readable image", highlight=False)
-        if not items:
-            continue
-        outputs, numbers = trainer.translate(to_float(torch.stack([i.input for i in items])),
-                                             **options)
-        outputs = to_uint8(outputs.float().cpu())
-        for key, value in numbers.items():
-            model_sums[key] = model_sums.get(key, 0.0) + value * len(items)
-        for item, output in zip(items, outputs, strict=True):
-            viz.save_image(output, out / item.rel)
-            panels = (item.input, output) if item.target is None else (item.input, output,
-                                                                       item.target)
-            if item.target is not None:
-                paired += 1
-                diff = (to_float(output) - to_float(item.target)).abs().mean().item()
-                pair_sums["L1 to target"] += diff
-                pair_sums["PSNR (dB)"] += psnr(output, item.target)
-                viz.save_image(viz.grid(to_float(torch.stack(panels)), nrow=3, pad=0),
-                      (out / "triptychs" / item.rel).with_suffix(".png"))
-            if len(sheet) < SHEET_ROWS:
-                sheet.append(panels)
-        done += len(items)
-    if not done:
-        raise GancliError(f"none of the {len(images)} images under {input_dir} could be read")
-
-    cols = min(len(p) for p in sheet)
-    viz.save_grid(to_float(torch.stack([x for p in sheet for x in p[:cols]])),
-                  out / "contact_sheet.png", nrow=cols)
+    try:
+        for start in range(0, len(images), batch_size):
+            items = []
+            for path in images[start:start + batch_size]:
+                rel = path.relative_to(input_dir)
+                try:
+                    items.append(_read(path, rel, trainer, direction))
+                except Exception as exc:  # noqa: BLE001 - decoders raise many kinds
+                    unreadable.append((rel, unreadable_reason(path, exc)))
+            if not items:
+                continue
+            outputs, numbers = trainer.translate(
+                to_float(torch.stack([i.input for i in items])), **options)
+            outputs = to_uint8(outputs.float().cpu())
+            for key, value in numbers.items():
+                model_sums[key] = model_sums.get(key, 0.0) + value * len(items)
+            for item, output in zip(items, outputs, strict=True):
+                viz.save_image(output, out / item.rel)
+                panels = (item.input, output) if item.target is None else (item.input, output,
+                                                                           item.target)
+                if item.target is not None:
+                    paired += 1
+                    diff = (to_float(output) - to_float(item.target)).abs().mean().item()
+                    pair_sums["L1 to target"] += diff
+                    pair_sums["PSNR (dB)"] += psnr(output, item.target)
+                    viz.save_image(viz.grid(to_float(torch.stack(panels)), nrow=3, pad=0),
+                                   (out / "triptychs" / item.rel).with_suffix(".png"))
+                if len(sheet) < SHEET_ROWS:
+                    sheet.append(panels)
+                done += 1
+        if not done:
+            first, why = unreadable[0]
+            raise GancliError(f"none of the {len(images)} images under {input_dir} can be read "
+                              f"(e.g. {first}: {why})")
+        listing = out / "unreadable.txt"
+        if unreadable:
+            write_output(listing, skipped_listing(unreadable))
+            err.print(f"[yellow]warning:[/] {skipped_warning(unreadable, listing)}",
+                      highlight=False)
+        else:
+            listing.unlink(missing_ok=True)  # from an earlier translate into this folder
+        cols = min(len(p) for p in sheet)
+        viz.save_grid(to_float(torch.stack([x for p in sheet for x in p[:cols]])),
+                      out / "contact_sheet.png", nrow=cols)
+    except WriteError as exc:
+        raise GancliError(f"{exc}; the inputs are untouched and the outputs written before "
+                          f"it ({done}) are complete in {out}") from None
     numbers = {k: v / done for k, v in model_sums.items()}
     if paired:
         numbers.update({k: v / paired for k, v in pair_sums.items()})
@@ -114,7 +135,7 @@ def translate_folder(trainer: Trainer, input_dir: Path, out: Path, options: dict
 
 
 def _summary(trainer: Trainer, input_dir: Path, out: Path, done: int, paired: int,
-             others: int, unreadable: list[str], numbers: dict[str, float],
+             others: int, unreadable: Skipped, numbers: dict[str, float],
              source: Path | None) -> None:
     table = Table(title=f"{trainer.spec.name}: {input_dir} -> {out}", show_header=False,
                   title_justify="left")
@@ -128,7 +149,7 @@ def _summary(trainer: Trainer, input_dir: Path, out: Path, done: int, paired: in
     if others:
         table.add_row("skipped", f"{others} non-image files")
     if unreadable:
-        table.add_row("unreadable", ", ".join(unreadable))
+        table.add_row("unreadable", f"{len(unreadable)} (listed in {out / 'unreadable.txt'})")
     for key, value in numbers.items():
         table.add_row(key, f"{value:.4f}")
     table.add_row("written", f"{out}/ (same names)" + (", triptychs/" if paired else "")

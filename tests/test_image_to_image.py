@@ -155,7 +155,9 @@ def test_pix2pix_trains_resumes_exactly_and_translates(cli, tmp_path):
         result = cli("translate", "pix2pix", inputs, "--checkpoint", runs / "straight",
                      "--out", out)
         assert result.exit_code == 0, result.output
-    assert "broken.png" in result.stdout and "1 non-image files" in result.stdout
+    assert "skipped 1 unreadable image file" in result.stderr  # listed in the output folder
+    assert "broken.png\t" in (out / "unreadable.txt").read_text()
+    assert "1 non-image files" in result.stdout
     assert "L1 to target" in result.stdout and "PSNR" in result.stdout
     for name in ("00.png", "01.png", "sub/02.png", "single.jpg"):
         assert Image.open(out / name).size == (32, 32)
