@@ -79,7 +79,7 @@ def test_conditional_sampling_asks_g_for_the_requested_class(cli, folder, tmp_pa
                "--max-steps", "1").exit_code == 0
     trainer, _ = engine.restore("cdcgan", torch.device("cpu"), tmp_path / "checkpoints")
     seen: list[torch.Tensor] = []
-    trainer.nets["G"].register_forward_pre_hook(lambda mod, args: seen.append(args[1]))
+    trainer.sampler("G").register_forward_pre_hook(lambda mod, args: seen.append(args[1]))
     images = trainer.generate(5, torch.Generator().manual_seed(0),
                               labels=torch.full((5,), 1, dtype=torch.long))
     assert images.shape == (5, 3, 16, 16) and seen[-1].tolist() == [1] * 5
