@@ -278,7 +278,10 @@ def restore(target: str, device: torch.device, root: Path | None = None,
 def export_run(target: str, out: Path, half: bool = True, root: Path | None = None) -> None:
     """Copy a run as generator-only (fp16) weights plus its config, logs and pictures."""
     trainer, ckpt = restore(target, torch.device("cpu"), root)
-    keep = [k for k in trainer.nets if k not in trainer.discriminators]
+    # only what samples: the discriminators go, and so does a generator whose EMA copy
+    # samples in its place (half the size)
+    keep = [k for k in trainer.nets
+            if k not in trainer.discriminators and f"{k}_ema" not in trainer.nets]
     src: Path = ckpt["path"].parent
     out = Path(out)
     holder = rundir.held_by(out)
