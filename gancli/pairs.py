@@ -58,6 +58,16 @@ def _domains(path: Path) -> tuple[Path, Path] | None:
     return None
 
 
+def domain_folder(cfg: dict, domain: str) -> Path | None:
+    """A run's training images of domain "A" or "B" (unpaired data), if still there."""
+    try:
+        path = dataset_path(cfg, must_exist=False)
+    except GancliError:
+        return None
+    domains = _domains(path) if path is not None else None
+    return domains["AB".index(domain)] if domains else None
+
+
 def _image_size(file: Path) -> tuple[int, int, int]:
     """(channels, width, height) from the file's header."""
     from PIL import Image

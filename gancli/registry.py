@@ -31,10 +31,12 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "max_steps": None,
     "save_every_steps": None,
-    # evaluation during training (models that generate): FID every N epochs
+    # evaluation during training (models that generate): --metrics every N epochs
+    # (--eval-every, --eval-samples; the keys keep their first names, so older runs resume)
     "fid_every": None,
     "fid_samples": 2000,
     "fid_features": "inception",
+    "eval_metrics": "fid",
     # speed levers (gancli.accel); they may change when a run is resumed
     "amp": "off",
     "channels_last": False,
@@ -190,14 +192,17 @@ APPLIES_ONLY_WITH: dict[str, tuple[str, Callable[[dict], bool]]] = {
     "label_drop": ("--conditional", lambda c: bool(c.get("conditional", True))),
     "blocks": ("--gen resnet", lambda c: c.get("gen", "resnet") == "resnet"),
     "disc_layers": ("--disc patch", lambda c: c.get("disc", "patch") == "patch"),
-    "fid_samples": ("--fid-every N", lambda c: bool(c.get("fid_every"))),
-    "fid_features": ("--fid-every N", lambda c: bool(c.get("fid_every"))),
+    "fid_samples": ("--eval-every N", lambda c: bool(c.get("fid_every"))),
+    "fid_features": ("--eval-every N", lambda c: bool(c.get("fid_every"))),
+    "eval_metrics": ("--eval-every N", lambda c: bool(c.get("fid_every"))),
 }
+FLAGS = {"fid_features": "--features", "fid_every": "--eval-every",
+         "fid_samples": "--eval-samples", "eval_metrics": "--metrics"}
 
 
 def flag_of(key: str) -> str:
     """The command-line flag of a config key (fid_features is --features)."""
-    return {"fid_features": "--features"}.get(key, "--" + key.replace("_", "-"))
+    return FLAGS.get(key, "--" + key.replace("_", "-"))
 
 
 def check_combinations(cfg: dict[str, Any]) -> None:
@@ -208,6 +213,10 @@ def check_combinations(cfg: dict[str, Any]) -> None:
     if cfg.get("fid_features") not in (None, "inception", "classifier"):
         raise GancliError(f"--features must be inception or classifier, not "
                           f"'{cfg['fid_features']}'")
+    if cfg.get("eval_metrics"):
+        from gancli.metrics.compare import parse
+
+        parse(cfg["eval_metrics"])
     if cfg.get("diffaug"):
         from gancli.augment import parse_policy
 
