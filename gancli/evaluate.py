@@ -362,7 +362,8 @@ def fid(a: str | None, b: str | None, opts: Options, save_stats: Path | None = N
                 + " and ".join(f"{c}x{s}px" for c, s in sorted(shapes))
                 + " (use --features inception)")
         extractor = make_extractor(opts.features, facts[-1], opts, logits="is" in chosen)
-    sets = [s.features(extractor, opts) for s in sides]
+    sets = [s.features(extractor if s is judged or extractor is None
+                       else extractor.without_logits(), opts) for s in sides]
     if save_stats:
         sets[-1].save(save_stats)
         err.print(f"features of {sides[-1].label} ({sets[-1].n} images) -> {save_stats}")
@@ -397,7 +398,8 @@ def intra_fid(run: RunSide, extractor: Extractor, opts: Options, fake: FeatureSe
     """Each class's samples against that class's held-out images (the whole test split),
     or its training images where the dataset has no test split."""
     split = "test" if run.trainer.cfg["dataset"] in TEST_SPLITS else "train"
-    ref = run.dataset(split).features(extractor, opts, None if split == "test" else opts.n)
+    ref = run.dataset(split).features(extractor.without_logits(), opts,
+                                      None if split == "test" else opts.n)
     metrics.intra_class_fid(ref, fake, run.ckpt["info"]["classes"], report)
 
 
@@ -547,14 +549,15 @@ class TrainingEval(engine.EpochHook):
         epoch = row["epoch"]
         if not row["complete"] or (epoch % self.every and epoch != self.epochs):
             return {}
-        real = self.real.features(self.extractor, self.opts)
+        real = self.real.features(self.extractor.without_logits(), self.opts)
         fake, _ = sample_features(trainer, self.extractor, self.opts.n, 100, self.opts.seed)
         report = metrics.compare(real, fake, self.metrics)
         if "intra_fid" in self.metrics:
             run = self.real
             split = "test" if run.spec in TEST_SPLITS else "train"
             ref = ImagesSide(run.spec, split, run.root, run.image_size).features(
-                self.extractor, self.opts, None if split == "test" else self.opts.n)
+                self.extractor.without_logits(), self.opts,
+                None if split == "test" else self.opts.n)
             metrics.intra_class_fid(ref, fake, trainer.info["classes"], report)
         for note in report.notes:
             if note not in self.said:

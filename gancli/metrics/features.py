@@ -10,6 +10,7 @@ not only their mean and covariance, so the cache keeps them.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import io
 import json
@@ -98,6 +99,11 @@ class Extractor(ABC):
     def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """{"features": (N, dims)} and, if `logits`, {"logits": (N, classes)}, on the CPU."""
 
+    def without_logits(self) -> Extractor:
+        """The same features for a set whose logits nothing reads (a reference set's for
+        IS), where they would cost space in the cache."""
+        return self
+
 
 def inception_path() -> Path:
     """Where torch (and so pytorch-fid) keeps downloaded weights: $TORCH_HOME/hub/checkpoints."""
@@ -153,6 +159,14 @@ class InceptionFeatures(Extractor):
         self.fc = built[0].fc.weight.detach().to(device) if logits else None
         self.device, self.dims, self.logits = device, dims, logits
         self.name = f"inception-{dims}"
+
+    def without_logits(self) -> Extractor:
+        """1008 logits per image would double a cached reference set."""
+        if self.fc is None:
+            return self
+        plain = copy.copy(self)
+        plain.fc, plain.logits = None, False
+        return plain
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
