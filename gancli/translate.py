@@ -177,7 +177,7 @@ def _summary(trainer: Trainer, input_dir: Path, out: Path, done: int, paired: in
     table = Table(title=f"{trainer.spec.name}: {input_dir} -> {out}", show_header=False,
                   title_justify="left")
     table.add_column(style="bold")
-    table.add_column()
+    table.add_column(overflow="fold")  # paths stay whole
     if source:
         table.add_row("run", str(source))
     table.add_row("translated", f"{done} images" + (f" ({paired} A|B pairs: input half in, "
@@ -194,7 +194,7 @@ def _summary(trainer: Trainer, input_dir: Path, out: Path, done: int, paired: in
         table.add_row("FID, KID", f"not measured: {scoring.skipped}")
     for key, value in numbers.items():
         table.add_row(key, f"{value:.2f}" if key.startswith(("FID", "PSNR")) else
-                      f"{value:.4g}")
+                      f"{value:.4g}" if key.startswith("KID") else f"{value:.4f}")
     table.add_row("written", f"{out}/ (same names)" + (", triptychs/" if paired else "")
                   + ", contact_sheet.png")
     console.print(table)
