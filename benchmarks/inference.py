@@ -19,7 +19,7 @@ from unittest import mock
 import torch
 
 from gancli import accel, evaluate
-from gancli.metrics import fid
+from gancli.metrics import features
 from training import build, flop_counter, sync
 
 REPO = Path(__file__).resolve().parents[1]
@@ -105,14 +105,14 @@ def random_inception_state() -> dict[str, torch.Tensor]:
         return pf.fid_inception_v3().state_dict()
 
 
-def inception_extractor(device: torch.device) -> tuple[fid.Extractor, str]:
+def inception_extractor(device: torch.device) -> tuple[features.Extractor, str]:
     """gancli's Inception extractor (2048 dims), with random weights if none are cached."""
     opts = evaluate.Options(device=device)
     facts = evaluate.Facts("mnist", 1, 28)
-    if fid.inception_path().is_file():
+    if features.inception_path().is_file():
         return evaluate.make_extractor("inception", facts, opts), "FID weights"
     state = random_inception_state()
-    with mock.patch.object(fid, "inception_state_dict", lambda _weights: state):
+    with mock.patch.object(features, "inception_state_dict", lambda _weights: state):
         return evaluate.make_extractor("inception", facts, opts), "random weights"
 
 
@@ -135,7 +135,7 @@ def fid_features(kind: str, device: torch.device, repeats: int) -> dict[str, Any
     images = torch.randint(0, 256, shape, generator=g, dtype=torch.uint8)
 
     def call() -> int:
-        return len(extractor(images))
+        return len(extractor(images)["features"])
 
     return {**rate(call, device, repeats), "weights": weights}
 

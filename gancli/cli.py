@@ -141,13 +141,18 @@ def train(
     save_every_steps: Annotated[int | None, typer.Option(
         min=1, help="Also checkpoint every N steps (always at each epoch's end).")] = None,
     fid_every: Annotated[int | None, typer.Option(
-        min=1, help="Compute FID after every N-th complete epoch and the last one: logged, "
-                    "shown in the epoch table, best checkpoint kept as best.pt.")] = None,
+        "--eval-every", "--fid-every",
+        min=1, help="Evaluate (--metrics) after every N-th complete epoch and the last one: "
+                    "logged, shown in the epoch table, best checkpoint kept as best.pt.")] = None,
     fid_samples: Annotated[int | None, typer.Option(
-        min=2, help="Samples (and real images) per FID evaluation. Default 2000.")] = None,
+        "--eval-samples", "--fid-samples",
+        min=2, help="Samples (and real images) per evaluation. Default 2000.")] = None,
     features: Annotated[str | None, typer.Option(
-        help="FID features during training: inception (pytorch-fid) or classifier "
+        help="Evaluation features during training: inception (pytorch-fid) or classifier "
              "(reference CNN, offline). Default inception.")] = None,
+    metrics: Annotated[str | None, typer.Option(
+        help="What --eval-every measures: fid, kid, pr (precision, recall), dc (density, "
+             "coverage), is, intra_fid, or all. Default fid.")] = None,
     name: Annotated[str | None, typer.Option(help="Run name. Default: a timestamp.")] = None,
     resume: Annotated[str | None, typer.Option(
         help="Continue a run (folder, checkpoint or model name for its newest run) "
@@ -181,6 +186,7 @@ def train(
         "image_size": image_size, "epochs": epochs, "batch_size": batch_size, "seed": seed,
         "max_steps": max_steps, "save_every_steps": save_every_steps,
         "fid_every": fid_every, "fid_samples": fid_samples, "fid_features": features,
+        "eval_metrics": metrics,
         "amp": amp, "channels_last": channels_last, "compile": compile, "sync_bn": sync_bn,
         **model_options(model, ctx),
     }
@@ -324,14 +330,30 @@ def translate(
                                                           "relative names).")] = Path(
         "translated"),
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 16,
+    metrics: Annotated[str | None, typer.Option(
+        "--metrics", "-m",
+        help="Set metrics of the outputs against the reference images: fid, kid, pr, dc. "
+             "Default fid,kid when the features need no download.")] = None,
+    reference: Annotated[Path | None, typer.Option(
+        help="Folder of images the outputs are compared with (FID, KID). Default: the "
+             "targets of A|B pairs; for CycleGAN the other domain (the input folder's "
+             "A/B twin, else the run's training images).")] = None,
+    features: Annotated[str, typer.Option(
+        help="inception (pytorch-fid) or classifier (a reference CNN: --classifier).")
+    ] = "inception",
+    inception_weights: Annotated[Path | None, typer.Option(
+        help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth, for offline use.")] = None,
+    classifier: Annotated[str | None, typer.Option(
+        help="Classifier run for --features classifier.")] = None,
     device: Device = "auto",
     num_threads: Threads = None,
     checkpoints_dir: Checkpoints = None,
 ) -> None:
-    """Translate every image in a folder with a trained model; A|B pairs are also scored."""
+    """Translate every image in a folder with a trained model; A|B pairs are scored (L1,
+    PSNR, SSIM) and the outputs compared with reference images (FID, KID)."""
     set_threads(num_threads)
-    from gancli import engine
-    from gancli.translate import translate_folder
+    from gancli import engine, evaluate
+    from gancli.translate import direction_of, inputs, translate_folder
 
     if model in registry.MODELS:
         target, expected = checkpoint or model, model
@@ -349,7 +371,12 @@ def translate(
         raise GancliError(f"{ckpt['path']} is a {trainer.spec.name} run, which does not "
                           f"translate images{hint}")
     options = trainer.spec.parse_options(list(ctx.args), trainer.spec.translate_options)
-    translate_folder(trainer, input_dir, out, options, batch_size, ckpt["path"])
+    opts = evaluate.Options(device=trainer.device, features=features, classifier=classifier,
+                            inception_weights=inception_weights, root=checkpoints_dir)
+    inputs(input_dir, out)  # a bad folder is an error before any reference is measured
+    scoring = evaluate.translation_scoring(trainer, input_dir, direction_of(trainer, options),
+                                           metrics, opts, reference)
+    translate_folder(trainer, input_dir, out, options, batch_size, ckpt["path"], scoring)
 
 
 @app.command()
@@ -373,8 +400,17 @@ def fid(
     classifier: Annotated[str | None, typer.Option(
         help="Classifier run for --features classifier and class accuracy. Default: one "
              "trained on the same dataset, or the shipped MNIST one.")] = None,
+    metrics: Annotated[str, typer.Option(
+        "--metrics", "-m",
+        help="Comma-separated: fid, kid, pr (precision, recall), dc (density, coverage), is "
+             "(Inception features), intra_fid (conditional runs: mean per-class FID), or "
+             "all (every one that applies).")] = "all",
+    bootstrap: Annotated[int, typer.Option(
+        min=0, help="K resamples of both sides: a 95% interval for FID and KID (10 gives "
+                    "a rough one, 50 or more a steady one; 0: none).")] = 0,
     save_stats: Annotated[Path | None, typer.Option(
-        help="Write the statistics of B (or of the only side) as a pytorch-fid .npz.")] = None,
+        help="Write the features of B (or of the only side) to a .npz that pytorch-fid "
+             "also reads (mu, sigma).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 50,
     seed: Annotated[int, typer.Option(min=0, max=SEED_MAX,
                                       help="Seed for the samples' noise.")] = 0,
@@ -383,15 +419,16 @@ def fid(
     num_threads: Threads = None,
     checkpoints_dir: Checkpoints = None,
 ) -> None:
-    """Fréchet distance between two image sets (runs are sampled); per-class accuracy for
-    conditional runs."""
+    """FID, KID, precision/recall, density/coverage (and IS, intra-class FID) of B against A
+    from one feature pass each (runs are sampled); per-class accuracy for conditional
+    runs."""
     set_threads(num_threads)
     from gancli import engine, evaluate
 
     opts = evaluate.Options(n=n, batch_size=batch_size, device=engine.pick_device(device),
                             dims=dims, features=features, inception_weights=inception_weights,
                             classifier=classifier, data_root=data_root, seed=seed,
-                            root=checkpoints_dir)
+                            root=checkpoints_dir, metrics=metrics, bootstrap=bootstrap)
     evaluate.fid(a, b, opts, save_stats)
 
 

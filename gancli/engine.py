@@ -40,7 +40,7 @@ AUGMENTS = {"none": None, "basic": None, "deluxe": augment.deluxe}
 # Options that may change when a run is resumed (when and how fast it trains, where its
 # data is, how it is evaluated); everything else (networks, data, losses) is the run's own.
 RESUMABLE = ("epochs", "max_steps", "save_every_steps", "amp", "channels_last", "compile",
-             "sync_bn", "data_root", "fid_every", "fid_samples", "fid_features")
+             "sync_bn", "data_root", "fid_every", "fid_samples", "fid_features", "eval_metrics")
 
 
 class Diverged(Exception):
@@ -135,13 +135,13 @@ class EpochHook:
 
 
 def epoch_hooks(cfg: dict, trainer: Trainer) -> list[EpochHook]:
-    """The recipe's own hooks, and FID every N epochs when --fid-every asks for it (built
-    before training, so a missing feature extractor fails at once)."""
+    """The recipe's own hooks, and the --metrics every N epochs when --eval-every asks for
+    it (built before training, so a missing feature extractor fails at once)."""
     hooks = list(trainer.epoch_hooks())
     if cfg.get("fid_every"):
-        from gancli.evaluate import TrainingFID
+        from gancli.evaluate import TrainingEval
 
-        hooks.append(TrainingFID(cfg, trainer))
+        hooks.append(TrainingEval(cfg, trainer))
     return hooks
 
 

@@ -65,6 +65,16 @@ def _domains(path: Path) -> tuple[Path, Path] | None:
     return None
 
 
+def domain_folder(cfg: dict, domain: str) -> Path | None:
+    """A run's training images of domain "A" or "B" (unpaired data), if still there."""
+    try:
+        path = dataset_path(cfg, must_exist=False)
+    except GancliError:
+        return None
+    domains = _domains(path) if path is not None else None
+    return domains["AB".index(domain)] if domains else None
+
+
 def is_side_by_side(file: Path) -> bool:
     """An A|B pair: at least twice as wide as tall (facades has 512x256 but also 512x157;
     a 3:2 or 16:9 photo is not a pair)."""

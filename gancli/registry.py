@@ -108,10 +108,12 @@ COMMON_OPTIONS: dict[str, Opt] = {
     "seed": Opt(0, "random seed", low=0, high=2**32 - 1),  # torch takes 64 bits
     "max_steps": Opt(None, "stop after this many steps in all", type=int, **COUNT),
     "save_every_steps": Opt(None, "also checkpoint every N steps", type=int, **COUNT),
-    # evaluation during training (models that generate): FID every N epochs
-    "fid_every": Opt(None, "FID every N complete epochs", type=int, **COUNT),
-    "fid_samples": Opt(2000, "samples per FID evaluation", low=2),
-    "fid_features": Opt("inception", "FID features", ("inception", "classifier")),
+    # evaluation during training (models that generate): --metrics every N epochs
+    # (--eval-every, --eval-samples; the keys keep their first names, so older runs resume)
+    "fid_every": Opt(None, "evaluate every N complete epochs", type=int, **COUNT),
+    "fid_samples": Opt(2000, "samples per evaluation", low=2),
+    "fid_features": Opt("inception", "evaluation features", ("inception", "classifier")),
+    "eval_metrics": Opt("fid", "metrics of the evaluation during training"),
     # speed levers (gancli.accel); they may change when a run is resumed
     "amp": Opt("off", "mixed precision", ("off", "auto", "bf16", "fp16")),
     "channels_last": Opt(False, "NHWC memory format"),
@@ -227,14 +229,17 @@ APPLIES_ONLY_WITH: dict[str, tuple[str, Callable[[dict], bool]]] = {
     "label_drop": ("--conditional", lambda c: bool(c.get("conditional", True))),
     "blocks": ("--gen resnet", lambda c: c.get("gen", "resnet") == "resnet"),
     "disc_layers": ("--disc patch", lambda c: c.get("disc", "patch") == "patch"),
-    "fid_samples": ("--fid-every N", lambda c: bool(c.get("fid_every"))),
-    "fid_features": ("--fid-every N", lambda c: bool(c.get("fid_every"))),
+    "fid_samples": ("--eval-every N", lambda c: bool(c.get("fid_every"))),
+    "fid_features": ("--eval-every N", lambda c: bool(c.get("fid_every"))),
+    "eval_metrics": ("--eval-every N", lambda c: bool(c.get("fid_every"))),
 }
+FLAGS = {"fid_features": "--features", "fid_every": "--eval-every",
+         "fid_samples": "--eval-samples", "eval_metrics": "--metrics"}
 
 
 def flag_of(key: str) -> str:
     """The command-line flag of a config key (fid_features is --features)."""
-    return {"fid_features": "--features"}.get(key, "--" + key.replace("_", "-"))
+    return FLAGS.get(key, "--" + key.replace("_", "-"))
 
 
 def check_combinations(cfg: dict[str, Any]) -> None:
@@ -245,6 +250,10 @@ def check_combinations(cfg: dict[str, Any]) -> None:
     if cfg.get("fid_features") not in (None, "inception", "classifier"):
         raise GancliError(f"--features must be inception or classifier, not "
                           f"'{cfg['fid_features']}'")
+    if cfg.get("eval_metrics"):
+        from gancli.metrics.compare import parse
+
+        parse(cfg["eval_metrics"])
     if cfg.get("diffaug"):
         from gancli.augment import parse_policy
 

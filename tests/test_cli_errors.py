@@ -162,6 +162,7 @@ def test_counts_and_resume_words_agree():
     (["cyclegan", "--decay-start", "nan"], "--decay-start"),
     (["pix2pix", "--l1-weight", "nan"], "--l1-weight"),
     (["dcgan", "--features", "foo"], "--features must be inception or classifier"),
+    (["dcgan", "--eval-every", "1", "--metrics", "fid,foo"], "unknown metric 'foo'"),
     (["dcgan", "--name", "../escape"], "not a path"),
     (["dcgan", "--dataset", "folder:"], "folder: needs a path"),
 ])
@@ -283,8 +284,10 @@ def test_out_of_memory_is_one_line(cli, monkeypatch):
     (["ddpm", "--label-drop", "0.5"], "--label-drop only applies with --conditional"),
     (["cyclegan", "--gen", "unet", "--blocks", "3"], "--blocks only applies with --gen resnet"),
     (["cyclegan", "--disc", "dc", "--disc-layers", "4"], "--disc-layers only applies"),
-    (["dcgan", "--fid-samples", "100"], "--fid-samples only applies with --fid-every"),
-    (["dcgan", "--features", "classifier"], "--features only applies with --fid-every"),
+    (["dcgan", "--fid-samples", "100"], "--eval-samples only applies with --eval-every"),
+    (["dcgan", "--eval-samples", "100"], "--eval-samples only applies with --eval-every"),
+    (["dcgan", "--features", "classifier"], "--features only applies with --eval-every"),
+    (["dcgan", "--metrics", "kid"], "--metrics only applies with --eval-every"),
 ])
 def test_options_that_would_be_ignored_are_refused(cli, args, needle):
     one_line_error(cli("train", *args), needle)

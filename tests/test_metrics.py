@@ -1,6 +1,7 @@
-"""Evaluation: Fréchet distance (pytorch-fid's), statistics and their cache, the fid
-command (classifier and random-weight Inception features), FID during training, and
-per-class accuracy."""
+"""Evaluation: Fréchet distance (pytorch-fid's), features and their cache, the fid command
+(classifier and random-weight Inception features), evaluation during training, and
+per-class accuracy. Agreement of every other metric with its reference library is in
+test_evaluation.py."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import torch
 from pytorch_fid.fid_score import calculate_frechet_distance, compute_statistics_of_path
 
 from gancli.errors import GancliError
-from gancli.metrics import fid
+from gancli.metrics import features, fid
 from gancli.metrics.classify import class_report, report_table
 from tests.conftest import make_folder
 
@@ -43,7 +44,9 @@ def test_frechet_distance_is_pytorch_fids() -> None:
 def test_too_few_samples_is_a_clear_message(monkeypatch: pytest.MonkeyPatch) -> None:
     a, b = _stats(0, n=5, d=16), _stats(1, n=5, d=16)
     assert "more than 16" in fid.too_few(a.n, a.dims)
-    assert fid.too_few(2000, 2048) and fid.too_few(10_000, 2048) is None
+    assert "KID is not" in fid.too_few(a.n, a.dims)
+    assert "biased upward" in fid.too_few(2000, 2048)
+    assert "biased upward" in fid.too_few(1000, 128) and fid.too_few(2000, 128) is None
     assert np.isfinite(fid.frechet_distance(a, b))  # singular, yet no crash
     with pytest.raises(GancliError, match="at least 2"):
         fid.statistics(np.zeros((1, 16)), "test")
@@ -58,32 +61,45 @@ def test_too_few_samples_is_a_clear_message(monkeypatch: pytest.MonkeyPatch) -> 
         fid.frechet_distance(a, fid.Stats(a.mu, a.sigma, 5, "other"))
 
 
-def test_stats_cache_hit_on_second_call() -> None:
+def _set(seed: int, n: int = 200, d: int = 8) -> features.FeatureSet:
+    feats = np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
+    return features.FeatureSet("test", feats, labels=np.arange(n) % 3)
+
+
+def test_features_cache_hit_on_second_call(tmp_path: Path) -> None:
     calls = []
 
-    def compute() -> fid.Stats:
+    def compute() -> features.FeatureSet:
         calls.append(1)
-        return _stats(0)
+        return _set(0)
 
     key = {"dataset": "mnist", "split": "train", "image_size": 28, "extractor": "x", "dims": 8}
-    first, hit1 = fid.cached(key, compute)
-    second, hit2 = fid.cached(key, compute)
+    first, hit1 = features.cached(key, compute)
+    second, hit2 = features.cached(key, compute)
     assert (hit1, hit2, len(calls)) == (False, True, 1)
-    np.testing.assert_array_equal(first.sigma, second.sigma)
-    assert fid.cached({**key, "image_size": 32}, compute)[1] is False
+    np.testing.assert_array_equal(first.features, second.features)  # KID, PR need them
+    np.testing.assert_array_equal(first.labels, second.labels)  # intra-class FID needs them
+    # an entry with statistics only (as gancli kept before) is computed again
+    (entry,) = (tmp_path / "cache" / "fid-stats").glob("*.npz")
+    with np.load(entry) as f:
+        mu, sigma = f["mu"], f["sigma"]
+    np.savez(entry, mu=mu, sigma=sigma)
+    assert features.cached(key, compute)[1] is False and len(calls) == 2
+    assert features.cached({**key, "image_size": 32}, compute)[1] is False
 
 
 def test_npz_round_trip_in_pytorch_fid_format(tmp_path: Path) -> None:
-    ours = _stats(0)
+    ours = _set(0)
     ours.save(tmp_path / "ours.npz")
     mu, sigma = compute_statistics_of_path(str(tmp_path / "ours.npz"), None, 50, 8, "cpu")
-    np.testing.assert_array_equal(mu, ours.mu)
-    np.testing.assert_array_equal(sigma, ours.sigma)
-    back = fid.Stats.load(tmp_path / "ours.npz")
-    assert (back.n, back.extractor) == (200, "test")
-    np.savez_compressed(tmp_path / "theirs.npz", mu=ours.mu, sigma=ours.sigma)  # pytorch-fid
-    theirs = fid.Stats.load(tmp_path / "theirs.npz")
-    assert (theirs.n, theirs.extractor) == (0, "inception-8")
+    np.testing.assert_array_equal(mu, ours.stats().mu)
+    np.testing.assert_array_equal(sigma, ours.stats().sigma)
+    back = features.FeatureSet.load(tmp_path / "ours.npz")
+    assert (back.n, back.extractor, back.features.shape) == (200, "test", (200, 8))
+    np.testing.assert_array_equal(back.labels, ours.labels)
+    np.savez_compressed(tmp_path / "theirs.npz", mu=mu, sigma=sigma)  # pytorch-fid's own
+    theirs = features.FeatureSet.load(tmp_path / "theirs.npz")
+    assert (theirs.n, theirs.extractor, theirs.features) == (0, "inception-8", None)
 
 
 @pytest.fixture
@@ -99,15 +115,19 @@ def test_fid_folders_with_classifier_features(cli, tmp_path: Path, classifier_ru
     a = make_folder(tmp_path / "a", per_class=10, size=28, channels=1)
     b = make_folder(tmp_path / "b", classes=1, per_class=20, size=28, channels=1)
     args = ("fid", a, b, "--features", "classifier", "--classifier", classifier_run)
-    result = cli(*args, "--save-stats", tmp_path / "b.npz")
+    result = cli(*args, "--save-stats", tmp_path / "b.npz", "--metrics", "fid")
     assert result.exit_code == 0, result.stderr
     assert "FID" in result.stdout and "classifier-mnist-mini" in result.stdout
-    assert fid.Stats.load(tmp_path / "b.npz").n == 20
+    assert features.FeatureSet.load(tmp_path / "b.npz").n == 20
     again = cli("fid", a, tmp_path / "b.npz", "--features", "classifier", "--classifier",
-                classifier_run)
+                classifier_run, "--metrics", "fid")
     assert again.exit_code == 0, again.stderr
-    assert "cached statistics (20 images)" in again.stderr
-    assert again.stdout.splitlines()[-2].split()[1] == result.stdout.splitlines()[-2].split()[1]
+    assert "cached features (20 images)" in again.stderr
+
+    def fid_row(stdout: str) -> str:
+        return next(line for line in stdout.splitlines() if "FID" in line).split()[3]
+
+    assert fid_row(again.stdout) == fid_row(result.stdout)
 
 
 def test_missing_inception_weights_is_one_line(cli, tmp_path: Path,
@@ -123,7 +143,7 @@ def test_missing_inception_weights_is_one_line(cli, tmp_path: Path,
     assert result.exit_code == 2
     line = result.stderr.strip()
     assert "\n" not in line and line.startswith("error:")
-    assert fid.INCEPTION_FILE in line
+    assert features.INCEPTION_FILE in line
     assert str(tmp_path / "torch" / "hub" / "checkpoints") in line
     missing = cli("fid", folder, folder, "--inception-weights", tmp_path / "nope.pth")
     assert missing.exit_code == 2 and "does not exist" in missing.stderr
@@ -133,15 +153,17 @@ def test_fid_inception_architecture_random_weights(cli, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     import torchvision
 
-    monkeypatch.setattr(fid, "inception_state_dict", lambda weights: {})
+    monkeypatch.setattr(features, "inception_state_dict", lambda weights: {})
     monkeypatch.setattr(torchvision.models.Inception3, "load_state_dict",
                         lambda self, state, strict=True: None)
     a = make_folder(tmp_path / "a", classes=1, per_class=6)
-    b = make_folder(tmp_path / "b", classes=1, per_class=6)
-    result = cli("fid", a, b, "--dims", "64", "--batch-size", "6")
+    b = make_folder(tmp_path / "b", classes=1, per_class=20)
+    result = cli("fid", a, b, "--dims", "64", "--batch-size", "20")
     assert result.exit_code == 0, result.stderr
     assert "inception-64" in result.stdout
     assert "more than 64" in result.stderr  # 6 samples for 64 dims: warned, not crashed
+    # the Inception Score from the class logits of the same pass (1008 classes)
+    assert "IS" in result.stdout and "KID" in result.stdout
 
 
 def test_fid_during_training(cli, tmp_path: Path) -> None:
@@ -153,7 +175,7 @@ def test_fid_during_training(cli, tmp_path: Path) -> None:
     result = cli("train", "dcgan", "--dataset", spec, "--image-size", "16", "--ngf", "8",
                  "--ndf", "8", "--nz", "8", "--batch-size", "8", "--epochs", "2",
                  "--fid-every", "1", "--fid-samples", "10", "--features", "classifier",
-                 "--name", "r")
+                 "--name", "r")  # the flags' first names still work
     assert result.exit_code == 0, result.stderr
     assert "FID-clf" in result.stderr and "best epoch" in result.stderr
     run = tmp_path / "checkpoints" / "dcgan" / "r"

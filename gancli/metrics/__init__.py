@@ -1,2 +1,3 @@
-"""Evaluation metrics: Fréchet distances (Inception or reference-classifier features) and
-per-class accuracy of conditional samples."""
+"""Evaluation metrics from one feature pass per image set: Fréchet distance, KID,
+precision/recall, density/coverage, Inception Score, intra-class FID, bootstrap intervals,
+per-class accuracy of conditional samples, and L1/PSNR/SSIM of translations."""

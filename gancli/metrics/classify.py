@@ -46,16 +46,23 @@ def class_report(seen: torch.Tensor, asked: torch.Tensor, classes: list[str]) ->
     return ClassReport(list(classes), counts.view(k, k).numpy())
 
 
-def report_table(report: ClassReport, title: str) -> Table:
-    """Per-class accuracy, the mean, and the most confused pairs (e.g. 3 -> 7)."""
+def report_table(report: ClassReport, title: str,
+                 intra_fid: dict[str, float] | None = None) -> Table:
+    """Per-class accuracy, the mean, and the most confused pairs (e.g. 3 -> 7); with
+    `intra_fid`, each class's FID against its own real images beside its accuracy."""
     table = Table(title=title, title_justify="left")
     table.add_column("class")
     table.add_column("accuracy", justify="right")
+    if intra_fid:
+        table.add_column("intra-FID", justify="right")
     table.add_column("n", justify="right")
     for name, acc, n in zip(report.classes, report.per_class, report.confusion.sum(1),
                             strict=True):
-        table.add_row(name, f"{acc:.1%}", str(int(n)))
-    table.add_row("[bold]mean[/]", f"[bold]{report.mean:.1%}[/]",
+        fid = [f"{intra_fid[name]:.2f}"] if intra_fid else []
+        table.add_row(name, f"{acc:.1%}", *fid, str(int(n)))
+    mean_fid = ([f"[bold]{sum(intra_fid.values()) / len(intra_fid):.2f}[/]"] if intra_fid
+                else [])
+    table.add_row("[bold]mean[/]", f"[bold]{report.mean:.1%}[/]", *mean_fid,
                   str(int(report.confusion.sum())))
     mistakes = report.confused()
     table.caption = "most confused: " + ("  ".join(f"{a} -> {b} {r:.0%}"

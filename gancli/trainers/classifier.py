@@ -86,6 +86,14 @@ class Classifier(Trainer):
         with evaluating(net):
             return net.features(images.to(self.device))
 
+    def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Penultimate activations and class logits of images in [-1, 1] from one forward
+        pass: one feature pass serves the distances and the class accuracy."""
+        net = self.nets["C"]
+        with evaluating(net):
+            feats = net.features(images.to(self.device))
+            return feats, net.head(feats)
+
     def preview(self) -> tuple[torch.Tensor, int]:
         """The fixed training images ordered by predicted class: misfits stand out."""
         if not len(self.fixed):
