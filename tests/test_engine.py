@@ -202,7 +202,7 @@ def test_export_is_small_samples_and_refuses_resume(cli, folder, tmp_path):
 SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints"
 
 
-SHIPPED_MODELS = ["gan", "dcgan", "wgan-gp", "cgan", "cdcgan", "acgan", "ddpm"]
+SHIPPED_MODELS = ["dcgan", "cgan", "cdcgan", "acgan", "ddpm"]  # gan and wgan-gp: none yet
 
 
 @pytest.mark.parametrize("model", SHIPPED_MODELS)
