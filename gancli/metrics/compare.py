@@ -15,7 +15,7 @@ from gancli.metrics.features import FeatureSet, console
 from gancli.metrics.fid import frechet_distance, statistics, too_few
 from gancli.metrics.inception_score import inception_score
 from gancli.metrics.kid import SUBSET_SIZE, kid, subset_size
-from gancli.metrics.prdc import prdc
+from gancli.metrics.prdc import K, knn_radii, prdc
 
 # --metrics names -> the values they report
 METRICS: dict[str, tuple[str, ...]] = {
@@ -98,7 +98,9 @@ def compare(a: FeatureSet, b: FeatureSet, metrics: list[str], bootstrap: int = 0
                                 "--bootstrap K gives an interval")
     if "pr" in metrics or "dc" in metrics:
         try:
-            found = prdc(a.features, b.features)
+            if a.radii is None and a.n > K:
+                a.radii = knn_radii(a.features)
+            found = prdc(a.features, b.features, real_radii=a.radii)
         except GancliError as exc:
             report.notes.append(str(exc))
         else:
