@@ -598,7 +598,7 @@ def _rows(run: engine.Run) -> list[dict]:
 def history_table(rows: list[dict], columns: dict[str, str], best: str | None) -> Table:
     """min / mean / max of each metric over the epochs it was measured, its history, and
     the epoch best.pt holds."""
-    title = f"evaluation over {len(rows)} epochs"
+    title = f"evaluation over {engine.counted(len(rows), 'epoch')}"
     if best:
         chosen = min((r for r in rows if best in r), key=lambda r: r[best])
         title += f" (best.pt = epoch {chosen['epoch']}, lowest {columns[best]})"

@@ -94,8 +94,8 @@ def compare(a: FeatureSet, b: FeatureSet, metrics: list[str], bootstrap: int = 0
         report.values["kid"] = Value(mean, None if whole else std)
         if whole and not bootstrap:
             report.notes.append(f"KID: with n = {a.n} (at most {SUBSET_SIZE}) each subset is "
-                                "the whole set, so there is no spread over subsets; "
-                                "--bootstrap K gives an interval")
+                                "the whole set, so it has no spread over subsets (a "
+                                "bootstrap interval measures its noise)")
     if "pr" in metrics or "dc" in metrics:
         try:
             if a.radii is None and a.n > K:
