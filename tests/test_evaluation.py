@@ -333,7 +333,9 @@ def test_conditional_run_intra_fid_beside_class_accuracy(cli, tmp_path: Path) ->
     assert bad.exit_code == 2 and "needs a conditional run" in bad.stderr
 
 
-def test_translate_scores_pairs_and_cyclegan_domains(cli, tmp_path: Path) -> None:
+def test_translate_scores_pairs_and_cyclegan_domains(cli, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no Inception weights here
     pairs_dir = make_pairs(tmp_path / "pairs", n=8)
     assert cli("train", "pix2pix", "--dataset", f"folder:{pairs_dir}", *P2P, "--max-steps",
                "1", "--name", "p").exit_code == 0
