@@ -578,7 +578,7 @@ def _epoch_table(trainer: Trainer, header: bool, columns: dict[str, str]) -> Tab
 
 
 def _table_width(table: Table) -> int:
-    return sum((c.width or 8) + 1 for c in table.columns) + 1
+    return sum((c.width or 8) + 2 for c in table.columns)  # 2: the padding between columns
 
 
 def fit(trainer: Trainer, batches: data.Batches, run: Run, cfg: dict, state: RunState,

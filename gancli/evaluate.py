@@ -375,7 +375,7 @@ def fid(a: str | None, b: str | None, opts: Options, save_stats: Path | None = N
     if sets[0].extractor != sets[1].extractor or sets[0].dims != sets[1].dims:
         raise GancliError(f"the two sides were measured differently ({sets[0].extractor}, "
                           f"{sets[0].dims} dims vs {sets[1].extractor}, {sets[1].dims} dims)")
-    report = metrics.compare(sets[0], sets[1], chosen, opts.bootstrap, opts.seed)
+    report = compare_remembering(sets[0], sets[1], chosen, opts.bootstrap, opts.seed)
     if "intra_fid" in chosen:
         intra_fid(judged, extractor, opts, sets[1], report)
     for note in notes + report.notes:
@@ -394,6 +394,17 @@ def fid(a: str | None, b: str | None, opts: Options, save_stats: Path | None = N
                                    report.per_class))
         elif report.per_class:
             out.print(per_class_table(classes, report.per_class))
+
+
+def compare_remembering(a: FeatureSet, b: FeatureSet, chosen: list[str], bootstrap: int = 0,
+                        seed: int = 0) -> metrics.Report:
+    """metrics.compare, and the reference's k-NN radii it derived go back into its cache
+    entry (a third of precision/recall's work, the same every time)."""
+    known = a.radii is not None
+    report = metrics.compare(a, b, chosen, bootstrap, seed)
+    if a.radii is not None and not known:
+        a.remember()
+    return report
 
 
 def intra_fid(run: RunSide, extractor: Extractor, opts: Options, fake: FeatureSet,
@@ -554,7 +565,7 @@ class TrainingEval(engine.EpochHook):
             return {}
         real = self.real.features(self.extractor.without_logits(), self.opts)
         fake, _ = sample_features(trainer, self.extractor, self.opts.n, 100, self.opts.seed)
-        report = metrics.compare(real, fake, self.metrics)
+        report = compare_remembering(real, fake, self.metrics)
         if "intra_fid" in self.metrics:
             run = self.real
             split = "test" if run.spec in TEST_SPLITS else "train"
@@ -590,7 +601,7 @@ def _rows(run: engine.Run) -> list[dict]:
 def history_table(rows: list[dict], columns: dict[str, str], best: str | None) -> Table:
     """min / mean / max of each metric over the epochs it was measured, its history, and
     the epoch best.pt holds."""
-    title = f"evaluation over {len(rows)} epochs"
+    title = f"evaluation over {engine.counted(len(rows), 'epoch')}"
     if best:
         chosen = min((r for r in rows if best in r), key=lambda r: r[best])
         title += f" (best.pt = epoch {chosen['epoch']}, lowest {columns[best]})"

@@ -82,6 +82,21 @@ def test_prdc_is_the_prdc_packages(n_real, n_fake, d) -> None:
         assert ours[key] == pytest.approx(float(theirs[key]), rel=1e-6), key
 
 
+def test_prdc_ties_and_float32_rounding_are_decided_exactly() -> None:
+    """Points of an integer grid, far from the origin: many distances equal a radius
+    exactly (strict "<" says no), and float32 alone would round them either way."""
+    from prdc import compute_prdc
+
+    grid = np.stack(np.meshgrid(*[np.arange(6)] * 3), -1).reshape(-1, 3).astype(np.float64)
+    rng = np.random.default_rng(0)
+    real = grid[rng.choice(len(grid), 150, replace=False)] + 1e4
+    fake = grid[rng.choice(len(grid), 120, replace=False)] * 1.5 + 1e4 + 0.5
+    theirs = compute_prdc(real, fake, nearest_k=3)
+    ours = prdc(real, fake)
+    for key in ("precision", "recall", "density", "coverage"):
+        assert ours[key] == pytest.approx(float(theirs[key]), rel=1e-9), key
+
+
 def test_prdc_in_small_blocks_is_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
     real, fake = feats(0, 90), feats(1, 70, shift=0.4)
     whole = prdc(real, fake)
@@ -248,6 +263,11 @@ def test_fid_command_every_metric_with_intervals(cli, tmp_path: Path, classifier
     table = rows(result.stdout)
     assert list(table) == ["FID", "KID", "precision", "recall", "density", "coverage"]
     assert " - " in table["FID"][2] and " - " in table["KID"][2]  # the 95% intervals
+    # A's k-NN radii went into its cache entry; the next comparison reads them back
+    entries = [FeatureSet.load(e) for e in (tmp_path / "cache" / "fid-stats").glob("*.npz")]
+    assert sorted(e.radii is not None for e in entries) == [False, True]  # A's, not B's
+    again = cli("fid", a, b, *clf)
+    assert rows(again.stdout)["precision"][0] == table["precision"][0]
     only = cli("fid", a, b, *clf, "--metrics", "kid,pr", "--save-stats", tmp_path / "b.npz")
     assert only.exit_code == 0, only.stderr
     assert list(rows(only.stdout)) == ["KID", "precision", "recall"]
@@ -313,7 +333,9 @@ def test_conditional_run_intra_fid_beside_class_accuracy(cli, tmp_path: Path) ->
     assert bad.exit_code == 2 and "needs a conditional run" in bad.stderr
 
 
-def test_translate_scores_pairs_and_cyclegan_domains(cli, tmp_path: Path) -> None:
+def test_translate_scores_pairs_and_cyclegan_domains(cli, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no Inception weights here
     pairs_dir = make_pairs(tmp_path / "pairs", n=8)
     assert cli("train", "pix2pix", "--dataset", f"folder:{pairs_dir}", *P2P, "--max-steps",
                "1", "--name", "p").exit_code == 0

@@ -15,7 +15,7 @@ from gancli.metrics.features import FeatureSet, console
 from gancli.metrics.fid import frechet_distance, statistics, too_few
 from gancli.metrics.inception_score import inception_score
 from gancli.metrics.kid import SUBSET_SIZE, kid, subset_size
-from gancli.metrics.prdc import prdc
+from gancli.metrics.prdc import K, knn_radii, prdc
 
 # --metrics names -> the values they report
 METRICS: dict[str, tuple[str, ...]] = {
@@ -94,11 +94,13 @@ def compare(a: FeatureSet, b: FeatureSet, metrics: list[str], bootstrap: int = 0
         report.values["kid"] = Value(mean, None if whole else std)
         if whole and not bootstrap:
             report.notes.append(f"KID: with n = {a.n} (at most {SUBSET_SIZE}) each subset is "
-                                "the whole set, so there is no spread over subsets; "
-                                "--bootstrap K gives an interval")
+                                "the whole set, so it has no spread over subsets (a "
+                                "bootstrap interval measures its noise)")
     if "pr" in metrics or "dc" in metrics:
         try:
-            found = prdc(a.features, b.features)
+            if a.radii is None and a.n > K:
+                a.radii = knn_radii(a.features)
+            found = prdc(a.features, b.features, real_radii=a.radii)
         except GancliError as exc:
             report.notes.append(str(exc))
         else:

@@ -48,6 +48,8 @@ class FeatureSet:
     labels: np.ndarray | None = None  # class of each image (data's label or class asked for)
     logits: np.ndarray | None = None  # the extractor's class logits (IS, class accuracy)
     summary: Stats | None = None  # given statistics, for a .npz without features
+    radii: np.ndarray | None = None  # squared k-NN radii (prdc), kept with cached sets
+    source: Path | None = None  # the cache file it came from
 
     @property
     def n(self) -> int:
@@ -68,7 +70,8 @@ class FeatureSet:
         and extractor, so a saved set serves every metric later."""
         stats = self.stats()
         extra = {k: v for k, v in (("features", self.features), ("labels", self.labels),
-                                   ("logits", self.logits)) if v is not None}
+                                   ("logits", self.logits), ("radii", self.radii))
+                 if v is not None}
         buf = io.BytesIO()
         np.savez_compressed(buf, mu=stats.mu, sigma=stats.sigma, n=self.n,
                             extractor=self.extractor, **extra)
@@ -80,11 +83,18 @@ class FeatureSet:
         stats = Stats.load(path)
         try:
             with np.load(path) as f:
-                arrays = {k: f[k][:] for k in ("features", "labels", "logits") if k in f}
+                arrays = {k: f[k][:] for k in ("features", "labels", "logits", "radii")
+                          if k in f}
         except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
             raise GancliError(f"{path} is damaged ({exc})") from None
         return cls(stats.extractor, arrays.get("features"), arrays.get("labels"),
-                   arrays.get("logits"), stats)
+                   arrays.get("logits"), stats, arrays.get("radii"))
+
+    def remember(self) -> None:
+        """Write what was derived from a cached set (its k-NN radii) back to its cache
+        file, so the next comparison with it skips that work."""
+        if self.source is not None:
+            self.save(self.source)
 
 
 class Extractor(ABC):
@@ -252,7 +262,9 @@ def cached(key: dict, compute: Callable[[], FeatureSet]) -> tuple[FeatureSet, bo
         with contextlib.suppress(GancliError):  # a damaged entry is recomputed
             found = FeatureSet.load(path)
             if found.features is not None:
+                found.source = path
                 return found, True
     found = compute()
     found.save(path)
+    found.source = path
     return found, False
