@@ -518,18 +518,23 @@ def conditional_report(run: RunSide, opts: Options, extractor: Extractor | None,
         seen = torch.from_numpy(fake.logits.argmax(1))
         return class_report(seen, torch.from_numpy(fake.labels), classes)
     try:
-        classifier, _ = find_classifier(run.facts, opts)
+        seen = classify(run.facts, opts, classes, run.images)
     except GancliError as exc:
         err.print(f"[dim]per-class accuracy skipped: {exc}[/]")
         return None
-    if classifier.info["classes"] != classes:
-        err.print("[dim]per-class accuracy skipped: the classifier's classes differ from "
-                  "the run's[/]")
-        return None
-    size, channels = classifier.cfg["image_size"], classifier.info["channels"]
-    seen = torch.cat([classifier.logits(prepare(x, channels, size)).argmax(1).cpu()
-                      for x in run.images.split(512)])
     return class_report(seen, torch.from_numpy(fake.labels), classes)
+
+
+def classify(facts: Facts, opts: Options, classes: list[str], images: torch.Tensor
+             ) -> torch.Tensor:
+    """The reference classifier's reading (class indices) of uint8 images, or a GancliError
+    saying why there is none: no classifier for this data, or one that knows other classes."""
+    classifier, _ = find_classifier(facts, opts)
+    if classifier.info["classes"] != classes:
+        raise GancliError("the classifier's classes differ from the run's")
+    size, channels = classifier.cfg["image_size"], classifier.info["channels"]
+    return torch.cat([classifier.logits(prepare(x, channels, size)).argmax(1).cpu()
+                      for x in images.split(512)])
 
 
 class TrainingEval(engine.EpochHook):
@@ -627,14 +632,10 @@ def sample_accuracy(trainer: Trainer, images: torch.Tensor, labels: torch.Tensor
     cfg, info = trainer.cfg, trainer.info
     facts = Facts(cfg["dataset"], info["channels"], cfg["image_size"])
     try:
-        classifier, _ = find_classifier(facts, Options(device=trainer.device, root=root))
+        seen = classify(facts, Options(device=trainer.device, root=root), info["classes"],
+                        data.to_uint8(images))
     except GancliError:
         return None
-    if classifier.info["classes"] != info["classes"]:
-        return None
-    size, channels = classifier.cfg["image_size"], classifier.info["channels"]
-    seen = torch.cat([classifier.logits(prepare(data.to_uint8(x), channels, size))
-                      .argmax(1).cpu() for x in images.split(512)])
     right = int((seen == labels.cpu()).sum())
     return (f"class accuracy {100 * right / len(labels):.0f}% ({right}/{len(labels)} read as "
             "the class asked for by the reference classifier)")
