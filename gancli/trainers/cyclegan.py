@@ -106,13 +106,16 @@ class CycleGAN(Trainer):
         fake_b, fake_a = G_AB(a), G_BA(b)
         adv_ab = g_adversarial(self.frozen("D_B")(aug(fake_b)), kind)
         adv_ba = g_adversarial(self.frozen("D_A")(aug(fake_a)), kind)
-        cyc_a, cyc_b = F.l1_loss(G_BA(fake_b), a), F.l1_loss(G_AB(fake_a), b)
-        loss_g = adv_ab + adv_ba + self.cfg["cycle_weight"] * (cyc_a + cyc_b)
-        if self.cfg["identity"]:  # G_AB should leave a B image alone, and G_BA an A image
-            idt_a, idt_b = F.l1_loss(G_BA(a), a), F.l1_loss(G_AB(b), b)
-            loss_g = loss_g + self.cfg["identity"] * self.cfg["cycle_weight"] * (idt_a + idt_b)
-        else:
-            idt_a = idt_b = torch.zeros((), device=self.device)
+        cycle = self.cfg["cycle_weight"]
+        with torch.set_grad_enabled(cycle > 0):  # --cycle-weight 0: measured, not trained
+            cyc_a, cyc_b = F.l1_loss(G_BA(fake_b), a), F.l1_loss(G_AB(fake_a), b)
+        loss_g = adv_ab + adv_ba
+        idt_a = idt_b = torch.zeros((), device=self.device)
+        if cycle > 0:
+            loss_g = loss_g + cycle * (cyc_a + cyc_b)
+            if self.cfg["identity"]:  # G_AB should leave a B image alone, G_BA an A image
+                idt_a, idt_b = F.l1_loss(G_BA(a), a), F.l1_loss(G_AB(b), b)
+                loss_g = loss_g + self.cfg["identity"] * cycle * (idt_a + idt_b)
         self.optimize("G", loss_g)
         trainable(True, D_A, D_B)
 
