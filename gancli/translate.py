@@ -10,6 +10,7 @@ other domain, or --reference) by FID and KID, from one feature pass over each.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,6 +170,12 @@ def translate_folder(trainer: Trainer, input_dir: Path, out: Path, options: dict
     numbers.update({k: float(torch.cat(v).mean()) for k, v in per_image.items() if v})
     if scoring is not None and scoring.extractor is not None:
         numbers.update(_set_metrics(scoring, feats))
+    record = {"run": str(source) if source else None, "input": str(input_dir),
+              "direction": direction, "translated": done, "paired": paired,
+              "reference": str(scoring.reference_path) if scoring and scoring.reference else None,
+              "features": scoring.extractor.name if scoring and scoring.extractor else None,
+              "metrics": numbers}
+    write_output(out / "metrics.json", (json.dumps(record, indent=1) + "\n").encode())
     _summary(trainer, input_dir, out, done, paired, len(files) - len(images), unreadable,
              numbers, source, scoring)
     return numbers
@@ -218,5 +225,5 @@ def _summary(trainer: Trainer, input_dir: Path, out: Path, done: int, paired: in
         table.add_row(key, f"{value:.2f}" if key.startswith(("FID", "PSNR")) else
                       f"{value:.4g}" if key.startswith("KID") else f"{value:.4f}")
     table.add_row("written", f"{out}/ (same names)" + (", triptychs/" if paired else "")
-                  + ", contact_sheet.png")
+                  + ", contact_sheet.png, metrics.json")
     console.print(table)

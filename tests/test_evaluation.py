@@ -347,8 +347,12 @@ def test_translate_scores_pairs_and_cyclegan_domains(cli, tmp_path: Path,
     result = cli("translate", "pix2pix", pairs_dir, "--out", tmp_path / "o1", *clf)
     assert result.exit_code == 0, result.output
     text = " ".join(result.stdout.split())
+    saved = json.loads((tmp_path / "o1" / "metrics.json").read_text())
+    assert (saved["translated"], saved["paired"], saved["direction"]) == (8, 8, "BtoA")
     for key in ("L1 to target", "PSNR (dB)", "SSIM", "FID vs targets", "KID vs targets"):
         assert key in text, key
+        shown = f"{saved['metrics'][key]:.4g}" if key.startswith("KID") else None
+        assert shown is None or shown in text  # the file holds the numbers the table shows
     quiet = cli("translate", "pix2pix", pairs_dir, "--out", tmp_path / "o2")
     assert quiet.exit_code == 0 and "not measured: no Inception weights" in " ".join(
         quiet.stdout.split())
