@@ -406,8 +406,9 @@ def fid(
              "(Inception features), intra_fid (conditional runs: mean per-class FID), or "
              "all (every one that applies).")] = "all",
     bootstrap: Annotated[int, typer.Option(
-        min=0, help="K resamples of both sides: a 95% interval for FID and KID (10 gives "
-                    "a rough one, 50 or more a steady one; 0: none).")] = 0,
+        min=0, help="K resamples: a 95% interval for FID and KID (both sides redrawn) and "
+                    "for precision, recall, density and coverage (the images each averages "
+                    "over); 10 gives a rough one, 50 or more a steady one; 0: none.")] = 0,
     save_stats: Annotated[Path | None, typer.Option(
         help="Write the features of B (or of the only side) to a .npz that pytorch-fid "
              "also reads (mu, sigma).")] = None,

@@ -18,7 +18,7 @@ from gancli.metrics import compare, image
 from gancli.metrics.features import FeatureSet
 from gancli.metrics.inception_score import inception_score
 from gancli.metrics.kid import kid
-from gancli.metrics.prdc import prdc
+from gancli.metrics.prdc import prdc, prdc_terms
 from tests.conftest import make_folder
 from tests.test_image_to_image import P2P, make_domains, make_pairs
 
@@ -195,18 +195,31 @@ def test_fewer_images_than_feature_dimensions() -> None:
 
 
 def test_bootstrap_interval_holds_the_estimate_and_shrinks_with_n() -> None:
-    def width(n: int) -> tuple[float, float]:
+    keys = ("fid", "kid", "precision", "recall", "density", "coverage")
+
+    def width(n: int) -> list[float]:
         report = compare.compare(fset(feats(0, n)), fset(feats(1, n, shift=0.5)),
-                                 ["fid", "kid"], bootstrap=8)
+                                 ["fid", "kid", "pr", "dc"], bootstrap=20)
         widths = []
-        for key in ("fid", "kid"):
+        for key in keys:
             v = report.values[key]
             assert v.low <= v.value <= v.high, key
             widths.append(v.high - v.low)
-        return tuple(widths)
+        return widths
 
     small, large = width(40), width(640)
-    assert large[0] < small[0] / 2 and large[1] < small[1] / 2
+    for key, s, w in zip(keys, small, large, strict=True):
+        assert w < s / 2, key
+
+
+def test_precision_recall_density_coverage_terms_average_to_the_metrics() -> None:
+    """The bootstrap resamples per-image terms; their means are prdc's numbers exactly."""
+    real, fake = feats(0, 300, d=8), feats(1, 200, d=8, shift=0.3)
+    terms = prdc_terms(real, fake)
+    assert {k: len(v) for k, v in terms.items()} == {"precision": 200, "density": 200,
+                                                     "recall": 300, "coverage": 300}
+    whole = prdc(real, fake)
+    assert all(abs(terms[k].mean() - whole[k]) < 1e-12 for k in whole)
 
 
 def test_parse_metrics() -> None:

@@ -15,7 +15,7 @@ from gancli.metrics.features import FeatureSet, console
 from gancli.metrics.fid import frechet_distance, statistics, too_few
 from gancli.metrics.inception_score import inception_score
 from gancli.metrics.kid import SUBSET_SIZE, kid, subset_size
-from gancli.metrics.prdc import K, knn_radii, prdc
+from gancli.metrics.prdc import K, knn_radii, prdc_terms
 
 # --metrics names -> the values they report
 METRICS: dict[str, tuple[str, ...]] = {
@@ -96,17 +96,18 @@ def compare(a: FeatureSet, b: FeatureSet, metrics: list[str], bootstrap: int = 0
             report.notes.append(f"KID: with n = {a.n} (at most {SUBSET_SIZE}) each subset is "
                                 "the whole set, so it has no spread over subsets (a "
                                 "bootstrap interval measures its noise)")
+    terms: dict[str, np.ndarray] = {}
     if "pr" in metrics or "dc" in metrics:
         try:
             if a.radii is None and a.n > K:
                 a.radii = knn_radii(a.features)
-            found = prdc(a.features, b.features, real_radii=a.radii)
+            found = prdc_terms(a.features, b.features, real_radii=a.radii)
         except GancliError as exc:
             report.notes.append(str(exc))
         else:
-            for group in ("pr", "dc"):
-                if group in metrics:
-                    report.values.update({k: Value(found[k]) for k in METRICS[group]})
+            terms = {k: found[k] for group in ("pr", "dc") if group in metrics
+                     for k in METRICS[group]}
+            report.values.update({k: Value(float(v.mean())) for k, v in terms.items()})
     if "is" in metrics:
         try:
             report.values["is"] = Value(*inception_score(b.logits))
@@ -115,7 +116,23 @@ def compare(a: FeatureSet, b: FeatureSet, metrics: list[str], bootstrap: int = 0
     if bootstrap:
         intervals(a, b, [m for m in ("fid", "kid") if m in report.values], bootstrap, seed,
                   report)
+        if terms and min(a.n, b.n) >= MIN_BOOTSTRAP_N:
+            term_intervals(terms, bootstrap, seed, report)
     return report
+
+
+def term_intervals(terms: dict[str, np.ndarray], k: int, seed: int, report: Report) -> None:
+    """95% intervals of precision, recall, density and coverage, each a mean of per-image
+    terms (over the generated images for precision and density, the real ones for recall
+    and coverage): the percentiles of the means of k resamples of those terms. The other
+    set's k-NN balls stay as measured, so this is the noise of the set averaged over; the
+    balls cannot be redrawn with replacement (a repeated image is its own neighbour at
+    distance 0 and would shrink every ball)."""
+    rng = np.random.default_rng(seed)
+    for m, values in terms.items():
+        means = [values[rng.integers(0, len(values), len(values))].mean() for _ in range(k)]
+        low, high = np.percentile(means, [2.5, 97.5])
+        report.values[m].low, report.values[m].high = float(low), float(high)
 
 
 def intervals(a: FeatureSet, b: FeatureSet, metrics: list[str], k: int, seed: int,

@@ -47,10 +47,11 @@ def knn_radii(x: np.ndarray, k: int = K) -> np.ndarray:
     return radii(torch.from_numpy(np.ascontiguousarray(x)).double(), k).numpy()
 
 
-def prdc(real: np.ndarray, fake: np.ndarray, k: int = K,
-         real_radii: np.ndarray | None = None) -> dict[str, float]:
-    """precision, recall, density and coverage of `fake` against `real` (whose squared
-    k-NN radii may be given: `knn_radii`)."""
+def prdc_terms(real: np.ndarray, fake: np.ndarray, k: int = K,
+               real_radii: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Per-image terms whose means are the four metrics: precision and density average
+    over the generated images, recall and coverage over the real ones (a bootstrap
+    resamples these terms). `real_radii`: the real set's squared k-NN radii, if known."""
     if min(len(real), len(fake)) <= k:
         raise GancliError(f"precision, recall, density and coverage need more than k = {k} "
                           f"images per set, not {min(len(real), len(fake))}")
@@ -58,19 +59,23 @@ def prdc(real: np.ndarray, fake: np.ndarray, k: int = K,
     r_radii = radii(r, k) if real_radii is None else torch.from_numpy(real_radii)
     f_radii = radii(f, k)
     r_norms = r.pow(2).sum(1)
-    inside_real = 0  # generated images inside some real ball
-    in_balls = 0  # (generated image, real ball holding it) pairs
+    balls = torch.zeros(len(f), dtype=torch.float64)  # real balls holding each generated image
     recalled = torch.zeros(len(r), dtype=torch.bool)  # real images inside a generated ball
     nearest_fake = torch.full((len(r),), torch.inf, dtype=torch.float64)
     block = max(1, BLOCK_ELEMENTS // len(r))
     for start in range(0, len(f), block):
         dist = squared_distances(f[start:start + block], r, r_norms)  # (fake block, real)
-        held = dist < r_radii[None, :]
-        inside_real += int(held.any(1).sum())
-        in_balls += int(held.sum())
+        balls[start:start + block] = (dist < r_radii[None, :]).sum(1)
         recalled |= (dist < f_radii[start:start + block, None]).any(0)
         nearest_fake = torch.minimum(nearest_fake, dist.min(0).values)
-    return {"precision": inside_real / len(f),
-            "recall": float(recalled.double().mean()),
-            "density": in_balls / (k * len(f)),
-            "coverage": float((nearest_fake < r_radii).double().mean())}
+    return {"precision": (balls > 0).double().numpy(), "recall": recalled.double().numpy(),
+            "density": (balls / k).numpy(),
+            "coverage": (nearest_fake < r_radii).double().numpy()}
+
+
+def prdc(real: np.ndarray, fake: np.ndarray, k: int = K,
+         real_radii: np.ndarray | None = None) -> dict[str, float]:
+    """precision, recall, density and coverage of `fake` against `real` (whose squared
+    k-NN radii may be given: `knn_radii`)."""
+    return {name: float(terms.mean())
+            for name, terms in prdc_terms(real, fake, k, real_radii).items()}
