@@ -126,7 +126,7 @@ class Trainer(ABC):
         self.ema_stale.clear()
 
     def epoch_hooks(self) -> list:
-        """`engine.EpochHook`s this recipe wants run between epochs (e.g. test accuracy)."""
+        """`hooks.EpochHook`s this recipe wants run between epochs (e.g. test accuracy)."""
         return []
 
     def frozen(self, name: str) -> nn.Module:
