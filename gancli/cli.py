@@ -171,6 +171,13 @@ def train(
     sync_bn: Annotated[bool | None, typer.Option(
         "--sync-bn/--no-sync-bn", help="Under torchrun: BatchNorm statistics over all "
                                        "processes' batches (SyncBatchNorm, GPUs).")] = None,
+    log: Annotated[str | None, typer.Option(
+        "--log", "--loggers",
+        help="Where the run records itself, comma-separated: files (always: metrics.jsonl, "
+             "losses.csv, grids, loss curves), tensorboard (RUN/tensorboard/ for "
+             "`tensorboard --logdir checkpoints`), html (RUN/index.html, one self-contained "
+             "page rewritten each epoch). Default files. Under torchrun write --loggers: "
+             "torchrun takes --log for its own options.")] = None,
     device: Device = "auto",
     num_threads: Threads = None,
     checkpoints_dir: Checkpoints = None,
@@ -188,7 +195,7 @@ def train(
         "fid_every": fid_every, "fid_samples": fid_samples, "fid_features": features,
         "eval_metrics": metrics,
         "amp": amp, "channels_last": channels_last, "compile": compile, "sync_bn": sync_bn,
-        **model_options(model, ctx),
+        "log": log, **model_options(model, ctx),
     }
     code = engine.train(model, overrides, name=name, resume=resume, device=device,
                         num_threads=num_threads, root=checkpoints_dir)

@@ -52,7 +52,8 @@ AUGMENTS = {"none": None, "basic": None, "deluxe": augment.deluxe}
 # Options that may change when a run is resumed (when and how fast it trains, where its
 # data is, how it is evaluated); everything else (networks, data, losses) is the run's own.
 RESUMABLE = ("epochs", "max_steps", "save_every_steps", "amp", "channels_last", "compile",
-             "sync_bn", "data_root", "fid_every", "fid_samples", "fid_features", "eval_metrics")
+             "sync_bn", "data_root", "fid_every", "fid_samples", "fid_features", "eval_metrics",
+             "log")
 
 
 class Diverged(Exception):
@@ -165,6 +166,7 @@ def train(model: str, overrides: dict, *, name: str | None = None, resume: str |
     console.quiet = not world.main
     dev = world.start(pick_device(device))
     accel.amp_dtype(overrides.get("amp"), dev)  # before a run folder is made
+    loggers.parse(overrides.get("log") or loggers.ALWAYS)
     try:
         with contextlib.ExitStack() as held:  # rank 0's lock on its run, for as long as it trains
             return _train(model, overrides, name, resume, dev, world,

@@ -120,6 +120,8 @@ COMMON_OPTIONS: dict[str, Opt] = {
     "compile": Opt(False, "torch.compile the networks"),
     # multi-process training (torchrun): BatchNorm statistics over all processes' batches
     "sync_bn": Opt(False, "SyncBatchNorm under torchrun"),
+    # where a run records itself (gancli.loggers); it may change when a run is resumed
+    "log": Opt("files", "loggers: files (always), tensorboard, html; comma-separated"),
 }
 COMMON_DEFAULTS: dict[str, Any] = {k: o.default for k, o in COMMON_OPTIONS.items()}
 
