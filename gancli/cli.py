@@ -385,15 +385,20 @@ def fid(
 def export(
     target: Annotated[str, typer.Argument(help="Run folder, run name, checkpoint or model.")],
     out: Annotated[Path, typer.Argument(help="Folder to write the exported run into.")],
+    fmt: Annotated[str, typer.Option(
+        "--format", help="pt: a sample-only checkpoint that sample, translate, fid and inspect "
+                         "read. onnx: each sampling network as NAME.onnx (any batch size; "
+                         "ddpm: the denoiser), refused unless onnxruntime matches PyTorch to "
+                         "1e-4 on the same inputs; needs gancli[onnx].")] = "pt",
     fp32: Annotated[bool, typer.Option(help="Keep fp32 weights (default: fp16, half the "
-                                            "size).")] = False,
+                                            "size; ONNX graphs are always fp32).")] = False,
     checkpoints_dir: Checkpoints = None,
 ) -> None:
-    """Write a small sample-only copy of a run into a new folder: generator weights, config,
-    grids."""
+    """Write a small sample-only copy of a run into a new folder: its sampling networks
+    (PyTorch or ONNX), config, logs, grids."""
     from gancli.export import export_run
 
-    export_run(target, out, half=not fp32, root=checkpoints_dir)
+    export_run(target, out, half=not fp32, root=checkpoints_dir, fmt=fmt)
 
 
 def main() -> None:

@@ -34,6 +34,7 @@ class Classifier(Trainer):
     curves = ("loss",)
     discriminators = ()
     generators = ()
+    export_output = "logits"
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
