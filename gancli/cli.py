@@ -389,7 +389,8 @@ def export(
         "--format", help="pt: a sample-only checkpoint that sample, translate, fid and inspect "
                          "read. onnx: each sampling network as NAME.onnx (any batch size; "
                          "ddpm: the denoiser), refused unless onnxruntime matches PyTorch to "
-                         "1e-4 on the same inputs; needs gancli[onnx].")] = "pt",
+                         "1e-4 on the same inputs; needs onnx, onnxscript and onnxruntime "
+                         "(the onnx extra).")] = "pt",
     fp32: Annotated[bool, typer.Option(help="Keep fp32 weights (default: fp16, half the "
                                             "size; ONNX graphs are always fp32).")] = False,
     checkpoints_dir: Checkpoints = None,

@@ -146,6 +146,7 @@ def _onnx_runtime():
         import onnxruntime
         import onnxscript  # noqa: F401
     except ImportError as exc:
-        raise GancliError(f"--format onnx needs {exc.name} (pip install 'gancli[onnx]')"
-                          ) from None
+        # no brackets ("gancli[onnx]"): the error line is printed as rich markup
+        raise GancliError(f"--format onnx needs {exc.name} (pip install onnx onnxscript "
+                          "onnxruntime)") from None
     return onnxruntime

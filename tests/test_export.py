@@ -4,6 +4,7 @@ before they are kept; a graph that differs is refused in one line and leaves not
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -52,3 +53,14 @@ def test_unknown_format_is_one_line(cli, folder, tmp_path):
     result = cli("export", "dcgan/r", tmp_path / "out", "--format", "tflite")
     assert result.exit_code == 2
     assert "--format must be one of pt, onnx, not 'tflite'" in result.stderr
+
+
+def test_missing_onnxruntime_is_one_line_and_leaves_nothing(cli, folder, tmp_path,
+                                                            monkeypatch):
+    assert train_tiny(cli, folder, "r", "--max-steps", "1").exit_code == 0
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
+    result = cli("export", "dcgan/r", tmp_path / "out", "--format", "onnx")
+    assert result.exit_code == 2
+    assert ("--format onnx needs onnxruntime (pip install onnx onnxscript onnxruntime)"
+            in result.stderr) and len(result.stderr.splitlines()) == 1
+    assert not (tmp_path / "out").exists()

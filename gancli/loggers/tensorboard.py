@@ -26,7 +26,7 @@ class TensorBoardLogger(Logger):
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise GancliError("--log tensorboard needs the tensorboard package (pip install "
-                              "tensorboard, or 'gancli[tensorboard]')") from None
+                              "tensorboard)") from None
         self.make_writer = SummaryWriter
         self.writer: SummaryWriter | None = None
 
