@@ -50,7 +50,8 @@ console = Console(stderr=True, soft_wrap=True)  # paths stay whole in logs
 AUGMENTS = {"none": None, "basic": None, "deluxe": augment.deluxe}
 
 # Options that may change when a run is resumed (when and how fast it trains, where its
-# data is, how it is evaluated); everything else (networks, data, losses) is the run's own.
+# data is, how it is evaluated and logged); everything else (networks, data, losses) is the
+# run's own.
 RESUMABLE = ("epochs", "max_steps", "save_every_steps", "amp", "channels_last", "compile",
              "sync_bn", "data_root", "fid_every", "fid_samples", "fid_features", "eval_metrics",
              "log")
