@@ -5,7 +5,7 @@ PIP ?= $(PYTHON) -m pip
 .PHONY: install demo test lint bench clean
 
 install:
-	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q -e '.[dev,onnx,tensorboard]'
 
 # A newcomer's first minute: the conditional DCGAN recipe on the embedded mnist-mini data
 # (offline), then one row per digit and the reference classifier's verdict on it.

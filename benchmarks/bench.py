@@ -49,7 +49,7 @@ from rich.table import Table
 
 import inference
 import training
-from gancli import accel, engine
+from gancli import accel, runs
 from gancli.errors import GancliError
 
 HERE = Path(__file__).resolve().parent
@@ -390,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        s = settings(args, engine.pick_device(args.device))
+        s = settings(args, runs.pick_device(args.device))
         wanted = selected([*training.CASES, *TUTORIALS, *other_jobs(s)], args.only)
     except GancliError as exc:
         console.print(f"[red]error:[/] {exc}")

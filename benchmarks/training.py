@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from gancli import accel, data, engine, pairs, registry
+from gancli import accel, data, engine, pairs, registry, runs
 from gancli.nets.dcgan import Discriminator, Generator, init_weights
 from gancli.trainers.base import Trainer
 
@@ -64,12 +64,12 @@ def config(name: str, levers: dict[str, Any] | None = None) -> dict[str, Any]:
 
 @cache
 def case_data(name: str) -> tuple[dict[str, torch.Tensor], dict, str]:
-    """The case's whole dataset as uint8 tensors (engine.load_data), its info, and what it
+    """The case's whole dataset as uint8 tensors (runs.load_data), its info, and what it
     is; decoded once per run, since speed levers do not change the data."""
     case, cfg = CASES[name], config(name)
     spec = registry.get(case.model)
     if case.needs is None or case.needs.is_dir():
-        tensors, info, _ = engine.load_data(spec, cfg)
+        tensors, info, _ = runs.load_data(spec, cfg)
         return tensors, info, cfg["dataset"].rsplit("/", 1)[-1]
     return (*synthetic(spec, cfg), "synthetic")
 
@@ -95,7 +95,7 @@ def build(name: str, levers: dict[str, Any], device: torch.device
     cfg["image_size"] = info["image_size"]
     torch.manual_seed(cfg["seed"])
     accel.tune(device)
-    trainer = engine.build_trainer(cfg, info, device)
+    trainer = runs.build_trainer(cfg, info, device)
     trainer.use_data(tensors)
     augment = engine.AUGMENTS[cfg.get("augment") or "none"]
     batches = data.Batches(tensors, cfg["batch_size"], cfg["seed"], device,

@@ -171,6 +171,13 @@ def train(
     sync_bn: Annotated[bool | None, typer.Option(
         "--sync-bn/--no-sync-bn", help="Under torchrun: BatchNorm statistics over all "
                                        "processes' batches (SyncBatchNorm, GPUs).")] = None,
+    log: Annotated[str | None, typer.Option(
+        "--log", "--loggers",
+        help="Where the run records itself, comma-separated: files (always: metrics.jsonl, "
+             "losses.csv, grids, loss curves), tensorboard (RUN/tensorboard/ for "
+             "`tensorboard --logdir checkpoints`), html (RUN/index.html, one self-contained "
+             "page rewritten each epoch). Default files. Under torchrun write --loggers: "
+             "torchrun takes --log for its own options.")] = None,
     device: Device = "auto",
     num_threads: Threads = None,
     checkpoints_dir: Checkpoints = None,
@@ -188,7 +195,7 @@ def train(
         "fid_every": fid_every, "fid_samples": fid_samples, "fid_features": features,
         "eval_metrics": metrics,
         "amp": amp, "channels_last": channels_last, "compile": compile, "sync_bn": sync_bn,
-        **model_options(model, ctx),
+        "log": log, **model_options(model, ctx),
     }
     code = engine.train(model, overrides, name=name, resume=resume, device=device,
                         num_threads=num_threads, root=checkpoints_dir)
@@ -218,74 +225,15 @@ def sample(
 ) -> None:
     """Generate images from a trained model into a grid (and optionally single PNGs)."""
     set_threads(num_threads)
-    import torch
+    from gancli import runs, sampling
 
-    from gancli import engine, viz
-    from gancli.data import to_uint8
-
-    viz.image_format(out)
-    trainer, ckpt = engine.restore(target, engine.pick_device(device), checkpoints_dir)
-    extra = trainer.spec.parse_options(list(ctx.args), trainer.spec.sample_options)
-    if extra.get("gif") and not extra["gif"].lower().endswith(".gif"):
-        raise GancliError(f"--gif writes an animated GIF: name it .gif, not {extra['gif']}")
     if label is not None and digit is not None:
         raise GancliError("give the class once: --digit or --label")
-    wanted = label if label is not None else (None if digit is None else str(digit))
-    labels = None
-    if wanted is not None:
-        index = class_index(wanted, trainer.conditional, ckpt["info"]["classes"],
-                            trainer.spec.name)
-        labels = torch.full((n,), index, dtype=torch.long)
-    generator = torch.Generator().manual_seed(seed)
-    walk = {k: o.default for k, o in trainer.spec.sample_options.items()} | extra
-    if walk.get("interpolate") or walk.get("interpolate_labels"):
-        from gancli.latent import sample_walk
-
-        if out_dir or ctx.get_parameter_source("n").name == "COMMANDLINE":
-            raise GancliError(f"{'--out-dir' if out_dir else '-n'} is for single samples; a "
-                              "latent walk is --interpolate K rows of --steps S in one grid "
-                              "(--out) and optionally a GIF (--gif)")
-        between = None
-        if walk["interpolate_labels"]:
-            if not trainer.conditional:
-                raise GancliError(f"--interpolate-labels walks between classes; this "
-                                  f"{trainer.spec.name} model is not conditional")
-            if labels is not None:
-                raise GancliError("--interpolate-labels walks between two classes; it "
-                                  "takes no --digit/--label")
-            between = tuple(class_index(c.strip(), trainer.conditional,
-                                        ckpt["info"]["classes"], trainer.spec.name)
-                            for c in walk["interpolate_labels"].split(","))
-            if len(between) != 2:
-                raise GancliError("--interpolate-labels takes two classes, e.g. 3,8")
-        said = sample_walk(trainer, out, walk["interpolate"] or 4, walk["steps"], generator,
-                           None if labels is None else int(labels[0]), between, walk["gif"])
-        err.print(f"{said} (from {ckpt['path']})")
-        return
-    walk_only = [k for k in ("gif", "steps") if k in extra and "interpolate" in walk]
-    if walk_only:
-        raise GancliError(f"--{walk_only[0]} belongs to a latent walk: add --interpolate K "
-                          "or --interpolate-labels A,B")
-    images = trainer.generate(n, generator=generator, labels=labels, **extra)
-    viz.save_grid(images, out, nrow=trainer.sample_nrow(n, labels))
-    if trainer.conditional:
-        from gancli.evaluate import sample_accuracy
-
-        asked = labels if labels is not None else trainer.class_rows(n)
-        said = sample_accuracy(trainer, images, asked, checkpoints_dir)
-        if said:
-            err.print(said)
-    for suffix, (extra_images, nrow) in trainer.extra_grids().items():
-        extra_path = out.with_name(f"{out.stem}_{suffix}.png")
-        viz.save_grid(extra_images, extra_path, nrow=nrow)
-        err.print(f"{suffix} -> {extra_path}")
-    if out_dir:
-        for i, image in enumerate(images):
-            # the image's own channels: grayscale stays grayscale, so folders compare with
-            # the real data (fid --features classifier)
-            viz.save_image(to_uint8(image.float().cpu()), out_dir / f"{i:05d}.png")
-    err.print(f"{n} samples from {ckpt['path']} -> {out}" + (f" and {out_dir}/" if out_dir
-                                                             else ""))
+    sampling.sample(target, n, out, out_dir=out_dir,
+                    wanted=label if label is not None else None if digit is None else str(digit),
+                    seed=seed, device=runs.pick_device(device), root=checkpoints_dir,
+                    args=list(ctx.args),
+                    n_given=ctx.get_parameter_source("n").name == "COMMANDLINE")
 
 
 @app.command(context_settings=MODEL_OPTIONS, epilog=OPTIONS_EPILOG)
@@ -352,7 +300,7 @@ def translate(
     """Translate every image in a folder with a trained model; A|B pairs are scored (L1,
     PSNR, SSIM) and the outputs compared with reference images (FID, KID)."""
     set_threads(num_threads)
-    from gancli import engine, evaluate
+    from gancli import evaluate, runs
     from gancli.translate import direction_of, inputs, translate_folder
 
     if model in registry.MODELS:
@@ -362,8 +310,8 @@ def translate(
                           "run either as MODEL/RUN or with --checkpoint, not both")
     else:
         target, expected = model, None
-    trainer, ckpt = engine.restore(target, engine.pick_device(device), checkpoints_dir,
-                                   model=expected)
+    trainer, ckpt = runs.restore(target, runs.pick_device(device), checkpoints_dir,
+                                 model=expected)
     if not trainer.spec.translate_options:
         from gancli.evaluate import can_generate
 
@@ -424,9 +372,9 @@ def fid(
     from one feature pass each (runs are sampled); per-class accuracy for conditional
     runs."""
     set_threads(num_threads)
-    from gancli import engine, evaluate
+    from gancli import evaluate, runs
 
-    opts = evaluate.Options(n=n, batch_size=batch_size, device=engine.pick_device(device),
+    opts = evaluate.Options(n=n, batch_size=batch_size, device=runs.pick_device(device),
                             dims=dims, features=features, inception_weights=inception_weights,
                             classifier=classifier, data_root=data_root, seed=seed,
                             root=checkpoints_dir, metrics=metrics, bootstrap=bootstrap)
@@ -438,27 +386,21 @@ def fid(
 def export(
     target: Annotated[str, typer.Argument(help="Run folder, run name, checkpoint or model.")],
     out: Annotated[Path, typer.Argument(help="Folder to write the exported run into.")],
+    fmt: Annotated[str, typer.Option(
+        "--format", help="pt: a sample-only checkpoint that sample, translate, fid and inspect "
+                         "read. onnx: each sampling network as NAME.onnx (any batch size; "
+                         "ddpm: the denoiser), refused unless onnxruntime matches PyTorch to "
+                         "1e-4 on the same inputs; needs onnx, onnxscript and onnxruntime "
+                         "(the onnx extra).")] = "pt",
     fp32: Annotated[bool, typer.Option(help="Keep fp32 weights (default: fp16, half the "
-                                            "size).")] = False,
+                                            "size; ONNX graphs are always fp32).")] = False,
     checkpoints_dir: Checkpoints = None,
 ) -> None:
-    """Write a small sample-only copy of a run into a new folder: generator weights, config,
-    grids."""
-    from gancli import engine
+    """Write a small sample-only copy of a run into a new folder: its sampling networks
+    (PyTorch or ONNX), config, logs, grids."""
+    from gancli.export import export_run
 
-    engine.export_run(target, out, half=not fp32, root=checkpoints_dir)
-
-
-def class_index(wanted: str, conditional: bool, classes: list[str], model: str) -> int:
-    """A class given by name or index -> its index, or a one-line error listing the valid ones."""
-    if not conditional:
-        raise GancliError(f"this {model} model is not conditional: it takes no --digit/--label")
-    valid = ", ".join(f"{i}={c}" for i, c in enumerate(classes))
-    if wanted in classes:
-        return classes.index(wanted)
-    if wanted.isdigit() and int(wanted) < len(classes):
-        return int(wanted)
-    raise GancliError(f"no class '{wanted}' (valid: {valid})")
+    export_run(target, out, half=not fp32, root=checkpoints_dir, fmt=fmt)
 
 
 def main() -> None:

@@ -1,7 +1,9 @@
-"""The training engine shared by every model: epochs, progress, checkpoints, resume, logs.
+"""The training engine shared by every model: epochs, progress, checkpoints, resume.
 
 A recipe (gancli.trainers) only knows one optimisation step; everything a user sees while
-training, and everything that makes a run resumable, lives here once.
+training, and everything that makes a run resumable, lives here once. What a run writes
+about itself goes through its loggers (gancli.loggers); how a run on disk becomes a
+Trainer is gancli.runs.
 """
 
 from __future__ import annotations
@@ -9,13 +11,11 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import shlex
 import shutil
 import signal
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -26,9 +26,21 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from gancli import accel, augment, checkpoint, data, pairs, registry, rundir, viz
+from gancli import accel, augment, checkpoint, data, loggers, registry, rundir
 from gancli.distributed import World
-from gancli.errors import GancliError, WriteError
+from gancli.errors import GancliError
+from gancli.hooks import EpochHook, Logger, Pictures
+from gancli.rundir import Run
+from gancli.runs import (
+    about,
+    build_trainer,
+    counted,
+    describe_data,
+    load_data,
+    load_state,
+    pick_device,
+    rng_state,
+)
 from gancli.trainers.base import Trainer
 
 console = Console(stderr=True, soft_wrap=True)  # paths stay whole in logs
@@ -38,31 +50,15 @@ console = Console(stderr=True, soft_wrap=True)  # paths stay whole in logs
 AUGMENTS = {"none": None, "basic": None, "deluxe": augment.deluxe}
 
 # Options that may change when a run is resumed (when and how fast it trains, where its
-# data is, how it is evaluated); everything else (networks, data, losses) is the run's own.
+# data is, how it is evaluated and logged); everything else (networks, data, losses) is the
+# run's own.
 RESUMABLE = ("epochs", "max_steps", "save_every_steps", "amp", "channels_last", "compile",
-             "sync_bn", "data_root", "fid_every", "fid_samples", "fid_features", "eval_metrics")
+             "sync_bn", "data_root", "fid_every", "fid_samples", "fid_features", "eval_metrics",
+             "log")
 
 
 class Diverged(Exception):
     """A loss became NaN or infinite: training stops without overwriting the checkpoint."""
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """`auto` prefers CUDA, then Apple's MPS, then the CPU."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise GancliError("--device cuda: no CUDA GPU is visible to PyTorch")
-    if name == "mps" and not (getattr(torch.backends, "mps", None)
-                              and torch.backends.mps.is_available()):
-        raise GancliError("--device mps: Apple's Metal backend is not available here")
-    if name not in ("cpu", "cuda", "mps"):
-        raise GancliError(f"unknown device '{name}' (choose from auto, cpu, cuda, mps)")
-    return torch.device(name)
 
 
 @dataclass
@@ -80,60 +76,6 @@ class RunState:
                 "seconds": self.seconds, "commands": list(self.commands)}
 
 
-@dataclass
-class Run:
-    """A run folder and the files the engine keeps in it."""
-
-    dir: Path
-    log: list[str] = field(default_factory=list)
-    saved: int | None = None  # the step of the checkpoint on disk (None: none written yet)
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.dir / checkpoint.FILENAME
-
-    @property
-    def metrics(self) -> Path:
-        return self.dir / "metrics.jsonl"
-
-    @property
-    def losses(self) -> Path:
-        return self.dir / "losses.csv"
-
-    def sample_path(self, epoch: int) -> Path:
-        return self.dir / "samples" / f"epoch_{epoch:03d}.png"
-
-    @contextlib.contextmanager
-    def writing(self) -> Iterator[None]:
-        """A write of the run that fails (disk full, no permission, a file-size limit) ends
-        in one line: what could not be written, the OS's reason, and what is intact."""
-        try:
-            yield
-        except (OSError, WriteError) as exc:
-            failed = exc if isinstance(exc, WriteError) else WriteError.of(exc, self.dir)
-            kept = (f"the checkpoint of step {self.saved} is intact ({self.checkpoint})"
-                    if self.saved is not None else
-                    "no checkpoint had been written yet, so nothing of the run is kept")
-            raise GancliError(f"{failed}; {kept}") from None
-
-
-class EpochHook:
-    """Work between epochs (held-out accuracy, FID every N epochs). Its values join the
-    epoch's row, so they reach metrics.jsonl and the epoch table like the losses do."""
-
-    columns: dict[str, str] = {}  # row key -> epoch table title
-
-    def after_epoch(self, trainer: Trainer, row: dict) -> dict[str, float]:
-        """Values for this epoch's row; none when there is nothing to measure this epoch."""
-        return {}
-
-    def after_save(self, run: Run, row: dict) -> None:
-        """The epoch's checkpoint is written (e.g. keep a copy of the best one)."""
-
-    def finish(self, run: Run) -> None:
-        """Training stopped (e.g. summarise the values over all epochs)."""
-
-
 def epoch_hooks(cfg: dict, trainer: Trainer) -> list[EpochHook]:
     """The recipe's own hooks, and the --metrics every N epochs when --eval-every asks for
     it (built before training, so a missing feature extractor fails at once)."""
@@ -143,175 +85,6 @@ def epoch_hooks(cfg: dict, trainer: Trainer) -> list[EpochHook]:
 
         hooks.append(TrainingEval(cfg, trainer))
     return hooks
-
-
-def rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def build_trainer(cfg: dict, info: dict, device: torch.device,
-                  optimizers: bool = True) -> Trainer:
-    """Networks (and optimizers) from a config and data info alone (no flags, no data)."""
-    spec = registry.get(cfg["model"])
-    # Options added to gancli after a checkpoint was written take their defaults.
-    cfg = {**spec.config({}), **cfg}
-    check_size(spec, cfg, info, device, optimizers)
-    return spec.trainer_class()(spec, cfg, info, device, optimizers)
-
-
-def check_size(spec: registry.ModelSpec, cfg: dict, info: dict, device: torch.device,
-               training: bool) -> None:
-    """Refuse networks that cannot fit before allocating them (a config from elsewhere may
-    ask for terabytes): built on PyTorch's meta device, which holds shapes but no memory,
-    their size is known from the config alone."""
-    try:
-        with torch.device("meta"):
-            nets = spec.build_nets(cfg, info)
-    except (RuntimeError, ValueError, TypeError, OverflowError) as exc:
-        raise GancliError(f"no networks can be built from this config ({_first_line(exc)})"
-                          ) from None
-    tensors = [t for net in nets.values() for t in (*net.parameters(), *net.buffers())]
-    count = sum(t.numel() for t in tensors)
-    size = sum(t.numel() * t.element_size() for t in tensors)
-    need = size * (4 if training else 1)  # training: weights, gradients, two Adam moments
-    memory = memory_of(device)
-    if memory and need > memory:
-        train = f", about {_bytes(need)} to train" if training else ""
-        gpu = "GPU " if device.type == "cuda" else ""
-        raise GancliError(f"the networks of this config would have {count:,} parameters "
-                          f"({_bytes(size)}{train}), more than the {_bytes(memory)} of {gpu}"
-                          "memory here; refusing to allocate them")
-
-
-def memory_of(device: torch.device) -> int | None:
-    """Total memory of the device (the machine's RAM for CPU and MPS); None if unknown."""
-    try:
-        if device.type == "cuda":
-            return torch.cuda.get_device_properties(device).total_memory
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError, RuntimeError):
-        return None
-
-
-def _bytes(n: float) -> str:
-    """1.5 GB, 700 PB."""
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if n < 1000:
-            return f"{n:.3g} {unit}"
-        n /= 1000
-    return f"{n:.3g} PB"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:160] if text else type(exc).__name__
-
-
-@contextlib.contextmanager
-def about(path: Path) -> Iterator[None]:
-    """One-line errors about a checkpoint's contents name the file first."""
-    try:
-        yield
-    except GancliError as exc:
-        raise GancliError(f"{path}: {exc}") from None
-
-
-def load_state(trainer: Trainer, ckpt: dict, world: World | None = None) -> None:
-    """A checkpoint's weights into networks rebuilt from its config; with `world` (a
-    resume) also the optimizers, the recipe's training state and this rank's RNG. Weights
-    that do not fit are one line naming the first tensor that differs."""
-    checkpoint.check_weights(trainer.nets, ckpt["nets"], bool(ckpt.get("exported")),
-                             trainer.spec.name)
-    try:
-        trainer.load_state_dict(ckpt, optimizers=world is not None)
-        if world is not None:
-            set_rng_state(_own_rng(ckpt, world))
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise GancliError(f"its training state does not fit its networks ({_first_line(exc)})"
-                          ) from None
-
-
-def describe_data(spec: registry.ModelSpec, cfg: dict) -> dict:
-    """Dataset facts (channels, size, classes) without decoding: nets are built first."""
-    if spec.data == "images":
-        return data.describe(cfg["dataset"], cfg["image_size"])
-    return pairs.describe(cfg, paired=spec.data == "paired")
-
-
-def load_data(spec: registry.ModelSpec, cfg: dict
-              ) -> tuple[dict[str, torch.Tensor], dict, data.Skipped]:
-    """The whole dataset as tensors for `Batches` ({"image", "label"} or {"A", "B"}), its
-    info, and the files left out as unreadable, by the spec's kind of data."""
-    if spec.data != "images":
-        return pairs.load(cfg, paired=spec.data == "paired")
-    images = data.load(cfg["dataset"], Path(cfg["data_root"]), cfg["image_size"])
-    tensors = {"image": images.images}
-    if images.labels is not None:
-        tensors["label"] = images.labels
-    return tensors, images.info(cfg["dataset"]), images.skipped
-
-
-def restore(target: str, device: torch.device, root: Path | None = None,
-            model: str | None = None) -> tuple[Trainer, dict]:
-    """Rebuild a trained model from its checkpoint's own config: no training flags needed."""
-    path = checkpoint.resolve(target, root or checkpoint.default_dir(), registry.MODELS)
-    ckpt = checkpoint.load(path)
-    if model and ckpt["config"]["model"] != model:
-        raise GancliError(f"{path} is a {ckpt['config']['model']} checkpoint, not {model}")
-    with about(path):
-        trainer = build_trainer(ckpt["config"], ckpt["info"], device, optimizers=False)
-        load_state(trainer, ckpt)
-    trainer.train(False)
-    ckpt["path"] = path
-    return trainer, ckpt
-
-
-def export_run(target: str, out: Path, half: bool = True, root: Path | None = None) -> None:
-    """Copy a run as generator-only (fp16) weights plus its config, logs and pictures."""
-    trainer, ckpt = restore(target, torch.device("cpu"), root)
-    # only what samples: the discriminators go, and so does a generator whose EMA copy
-    # samples in its place (half the size)
-    keep = [k for k in trainer.nets
-            if k not in trainer.discriminators and f"{k}_ema" not in trainer.nets]
-    src: Path = ckpt["path"].parent
-    out = Path(out)
-    holder = rundir.held_by(out)
-    if holder:
-        raise GancliError(f"cannot export into {out}: {rundir.busy(out, holder)}")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise GancliError(f"export writes a new folder; {out} already exists"
-                          + ("" if out.is_dir() else " as a file") + " (pick another name)")
-    slim = checkpoint.export(ckpt, keep, half)
-    slim["state"] = {**slim["state"], "commands": [*slim["state"].get("commands", []),
-                                                   shlex.join(["gancli", *sys.argv[1:]])]}
-    existed = out.exists()
-    try:
-        checkpoint.save(out / checkpoint.FILENAME, slim)
-        for name in ("config.json", "metrics.jsonl", "losses.csv", "loss_curves.png",
-                     "real_vs_fake.png", "samples"):
-            if (src / name).is_dir():
-                shutil.copytree(src / name, out / name, dirs_exist_ok=True)
-            elif (src / name).exists():
-                shutil.copy2(src / name, out / name)
-    except OSError as exc:
-        shutil.rmtree(out, ignore_errors=True)  # no half export is left to be mistaken
-        if existed:
-            out.mkdir(exist_ok=True)
-        reason = exc.strerror or _first_line(exc)
-        raise GancliError(f"cannot write {exc.filename or out}: {reason}; the run {src} is "
-                          "untouched and the partial export was removed") from None
-    size = (out / checkpoint.FILENAME).stat().st_size / 1e6
-    console.print(f"exported {', '.join(keep)} ({'fp16' if half else 'fp32'}, {size:.1f} MB) "
-                  f"-> {out}")
 
 
 def _prepare_run(model: str, overrides: dict, name: str | None, resume: str | None,
@@ -394,6 +167,7 @@ def train(model: str, overrides: dict, *, name: str | None = None, resume: str |
     console.quiet = not world.main
     dev = world.start(pick_device(device))
     accel.amp_dtype(overrides.get("amp"), dev)  # before a run folder is made
+    loggers.parse(overrides.get("log") or loggers.ALWAYS)
     try:
         with contextlib.ExitStack() as held:  # rank 0's lock on its run, for as long as it trains
             return _train(model, overrides, name, resume, dev, world,
@@ -460,26 +234,32 @@ def _start(cfg: dict, run: Run, resume_from: Path | None, dev: torch.device,
             load_state(trainer, ckpt, world)
         state = RunState(**ckpt["state"])
         run.saved = state.step
-        if world.main:
-            with run.writing():
-                _truncate_logs(run, state.step)
     world.wrap(trainer.nets, bool(cfg.get("sync_bn")))
     if cfg.get("compile"):
         accel.compile_nets(trainer.nets)
     launcher = (["torchrun", f"--nproc_per_node={world.size}", "-m", "gancli"]
                 if world.enabled else ["gancli"])
     state.commands.append(shlex.join([*launcher, *sys.argv[1:]]))
+    logs: list[Logger] = []
     if world.main:
+        config = {**cfg, "info": trainer.info, "commands": state.commands}
+        logs = loggers.make(cfg.get("log") or loggers.ALWAYS)
         with run.writing():
-            checkpoint.atomic_write(run.dir / "config.json", json.dumps(
-                {**cfg, "info": trainer.info, "commands": state.commands}, indent=2).encode())
+            for logger in logs:
+                logger.start(run, trainer, config, state.step)
+            checkpoint.atomic_write(run.dir / "config.json",
+                                    json.dumps(config, indent=2).encode())
     procs = f" x {world.size} processes" if world.enabled else ""
     amp = {torch.bfloat16: ", amp bf16", torch.float16: ", amp fp16"}.get(trainer.amp, "")
     console.print(f"[bold]{cfg['model']}[/] on {cfg['dataset']} ({trainer.info['num_images']} "
                   f"images, {cfg['image_size']}px) on {dev}{procs}{amp} -> {run.dir}"
                   + (f"  [dim](resumed at {where(state)})[/]" if ckpt else ""))
     hooks = epoch_hooks(cfg, trainer) if world.main else []
-    return fit(trainer, batches, run, cfg, state, hooks, world)
+    try:
+        return fit(trainer, batches, run, cfg, state, hooks, world, logs)
+    finally:
+        for logger in logs:
+            logger.finish()
 
 
 def _list_unreadable(run: Run, skipped: data.Skipped) -> None:
@@ -500,41 +280,11 @@ def finished(state: RunState, cfg: dict) -> bool:
     return state.epoch >= cfg["epochs"] or (max_steps is not None and state.step >= max_steps)
 
 
-def counted(n: int, noun: str) -> str:
-    """'1 step', '2 steps'."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
 def where(state: RunState) -> str:
     """'step 120 (epoch 3 of the run, 20 steps in)': the same words when a run stops and
     when it resumes."""
     into = f", {counted(state.step_in_epoch, 'step')} in" if state.step_in_epoch else ""
     return f"step {state.step} (epoch {state.epoch + 1}{into})"
-
-
-def _own_rng(ckpt: dict, world: World) -> dict:
-    """This rank's RNG state from a checkpoint; a run resumed with another process count
-    gets fresh per-rank streams (all ranks drawing rank 0's noise would waste them)."""
-    ranks = ckpt.get("rng_ranks") or [ckpt["rng"]]
-    if len(ranks) == world.size:
-        return ranks[world.rank]
-    torch.manual_seed(ckpt["config"]["seed"] * 1_000 + 1 + world.rank + ckpt["state"]["step"])
-    return {"torch": torch.get_rng_state()}
-
-
-def _truncate_logs(run: Run, step: int) -> None:
-    """Drop log lines written after the checkpoint we resume from (a crash can leave some),
-    and a last line that a kill cut short."""
-    if run.metrics.exists():
-        lines = [ln for ln in rundir.complete_lines(run.metrics) if json.loads(ln)["step"] <= step]
-        checkpoint.atomic_write(run.metrics, "".join(ln + "\n" for ln in lines).encode())
-    if run.losses.exists():
-        head, *rows = rundir.complete_lines(run.losses) or [None]
-        if head is None:  # not even the header was complete: the next append writes it
-            run.losses.unlink()
-            return
-        rows = [r for r in rows if int(r.split(",")[0]) <= step]
-        checkpoint.atomic_write(run.losses, "\n".join([head, *rows, ""]).encode())
 
 
 class _Interrupt:
@@ -582,10 +332,12 @@ def _table_width(table: Table) -> int:
 
 
 def fit(trainer: Trainer, batches: data.Batches, run: Run, cfg: dict, state: RunState,
-        hooks: list[EpochHook] | None = None, world: World | None = None) -> int:
+        hooks: list[EpochHook] | None = None, world: World | None = None,
+        logs: list[Logger] | None = None) -> int:
     """Train until `epochs` (or `max_steps`) are done, Ctrl-C, or a loss diverges. Every
-    rank runs this loop in step; only rank 0 (`world.main`) writes files."""
-    hooks = hooks or []
+    rank runs this loop in step; only rank 0 (`world.main`), the one with loggers, writes
+    files."""
+    hooks, logs = hooks or [], logs or []
     world = world or World()
     columns = {k: title for hook in hooks for k, title in hook.columns.items()}
     rng_devices = [trainer.device] if trainer.device.type == "cuda" else []
@@ -679,9 +431,9 @@ def fit(trainer: Trainer, batches: data.Batches, run: Run, cfg: dict, state: Run
             with torch.random.fork_rng(devices=rng_devices):  # hooks never move training's RNG
                 for hook in hooks:
                     row.update(hook.after_epoch(trainer, row))
-            if world.main:
+            if logs:
                 with run.writing():
-                    _log_epoch(trainer, run, row, history, real)
+                    log_epoch(trainer, logs, row, history, real)
             save()
             with run.writing():
                 for hook in hooks:
@@ -723,34 +475,18 @@ def _means(sums: dict[str, torch.Tensor], n: int, world: World | None = None
     return means
 
 
-def _log_epoch(trainer: Trainer, run: Run, row: dict, history: list[torch.Tensor],
-               real: dict | None) -> None:
-    """Append the epoch's metrics and per-step losses, redraw grids and curves."""
-    rundir.append(run.metrics, json.dumps(row) + "\n")
+def log_epoch(trainer: Trainer, logs: list[Logger], row: dict, history: list[torch.Tensor],
+              real: dict | None) -> None:
+    """Hand the epoch's per-step losses, its row and its pictures (drawn once) to every
+    logger."""
     if history:
-        values = torch.stack(history).float().cpu().tolist()
-        first = row["step"] - len(values) + 1
-        head = "" if run.losses.exists() else ",".join(["step", *trainer.curves]) + "\n"
-        rundir.append(run.losses, head + "".join(
-            f"{first + i}," + ",".join(f"{v:.6g}" for v in vals) + "\n"
-            for i, vals in enumerate(values)))
+        values = torch.stack(history).float().cpu().T.tolist()
+        first = row["step"] - len(history) + 1
+        for logger in logs:
+            logger.steps(first, dict(zip(trainer.curves, values, strict=True)))
+    for logger in logs:
+        logger.epoch(row)
     images, nrow = trainer.preview()
-    viz.save_grid(images, run.sample_path(row["epoch"]), nrow)
-    if real is not None:
-        viz.side_by_side(trainer.comparison(real), run.dir / "real_vs_fake.png", nrow)
-    steps, series = read_losses(run.losses)
-    if steps:
-        viz.loss_curves(steps, series, run.dir / "loss_curves.png")
-
-
-def read_losses(path: Path) -> tuple[list[int], dict[str, list[float]]]:
-    lines = rundir.complete_lines(path)
-    if not lines:
-        return [], {}
-    head, *rows = lines
-    names = head.split(",")[1:]
-    cols = list(zip(*(r.split(",") for r in rows), strict=True)) if rows else []
-    if not cols:
-        return [], {}
-    return [int(s) for s in cols[0]], {n: [float(v) for v in c] for n, c in zip(names, cols[1:],
-                                                                               strict=True)}
+    pictures = Pictures((images, nrow), trainer.comparison(real) if real is not None else None)
+    for logger in logs:
+        logger.pictures(row, pictures)

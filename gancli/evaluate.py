@@ -17,8 +17,9 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from gancli import checkpoint, data, engine, pairs, registry
+from gancli import checkpoint, data, pairs, registry
 from gancli.errors import GancliError
+from gancli.hooks import EpochHook
 from gancli.metrics import compare as metrics
 from gancli.metrics.classify import ClassReport, class_report, report_table
 from gancli.metrics.features import (
@@ -31,6 +32,8 @@ from gancli.metrics.features import (
     inception_path,
     prepare,
 )
+from gancli.rundir import Run
+from gancli.runs import counted, restore
 from gancli.trainers.base import Trainer
 from gancli.translate import Scoring
 
@@ -158,7 +161,7 @@ class RunSide(Side):
     images: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
-        self.trainer, self.ckpt = engine.restore(self.target, self.opts.device, self.opts.root)
+        self.trainer, self.ckpt = restore(self.target, self.opts.device, self.opts.root)
         if not can_generate(self.trainer):
             hint = (": image-to-image runs are scored on A|B pairs by `gancli translate`"
                     if self.trainer.spec.translate_options else "")
@@ -253,8 +256,7 @@ def find_classifier(facts: Facts, opts: Options) -> tuple[Trainer, Path]:
     """--classifier, else a classifier run trained on the same dataset (newest first, yours
     before the shipped ones), else the shipped MNIST one for MNIST-like 1x28x28 data."""
     if opts.classifier:
-        trainer, ckpt = engine.restore(opts.classifier, opts.device, opts.root,
-                                       model="classifier")
+        trainer, ckpt = restore(opts.classifier, opts.device, opts.root, model="classifier")
         return trainer, ckpt["path"]
     runs: list[tuple[Path, dict]] = []
     bases = [Path(opts.root or checkpoint.default_dir()), checkpoint.SHIPPED]
@@ -269,7 +271,7 @@ def find_classifier(facts: Facts, opts: Options) -> tuple[Trainer, Path]:
     for wanted in (facts.dataset, "mnist" if mnist_like else None):
         for ckpt, cfg in runs:
             if wanted and cfg.get("dataset") == wanted:
-                trainer, _ = engine.restore(str(ckpt), opts.device, opts.root)
+                trainer, _ = restore(str(ckpt), opts.device, opts.root)
                 return trainer, ckpt
     raise GancliError(
         f"no reference classifier for {facts.dataset} ({facts.channels}x{facts.image_size}px):"
@@ -537,7 +539,7 @@ def classify(facts: Facts, opts: Options, classes: list[str], images: torch.Tens
                       for x in images.split(512)])
 
 
-class TrainingEval(engine.EpochHook):
+class TrainingEval(EpochHook):
     """--eval-every N: the --metrics of --eval-samples samples against the training data
     (its features cached) every N epochs and at the last; keeps best.pt (the lowest of the
     first of FID, KID, intra-FID asked for); a min/mean/max summary at the end."""
@@ -584,20 +586,20 @@ class TrainingEval(engine.EpochHook):
                 err.print(f"[yellow]note:[/] epoch {epoch}: {note}", highlight=False)
         return {k: v for k, v in report.flat().items() if not k.endswith(("_low", "_high"))}
 
-    def after_save(self, run: engine.Run, row: dict) -> None:
+    def after_save(self, run: Run, row: dict) -> None:
         if self.best is None or self.best not in row:
             return
         values = [r[self.best] for r in _rows(run) if self.best in r]
         if row[self.best] <= min(values):
             checkpoint.atomic_write(run.dir / "best.pt", run.checkpoint.read_bytes())
 
-    def finish(self, run: engine.Run) -> None:
+    def finish(self, run: Run) -> None:
         rows = [r for r in _rows(run) if any(k in r for k in self.columns)]
         if rows:
             err.print(history_table(rows, self.columns, self.best))
 
 
-def _rows(run: engine.Run) -> list[dict]:
+def _rows(run: Run) -> list[dict]:
     if not run.metrics.exists():
         return []
     return [json.loads(line) for line in run.metrics.read_text().splitlines() if line]
@@ -606,7 +608,7 @@ def _rows(run: engine.Run) -> list[dict]:
 def history_table(rows: list[dict], columns: dict[str, str], best: str | None) -> Table:
     """min / mean / max of each metric over the epochs it was measured, its history, and
     the epoch best.pt holds."""
-    title = f"evaluation over {engine.counted(len(rows), 'epoch')}"
+    title = f"evaluation over {counted(len(rows), 'epoch')}"
     if best:
         chosen = min((r for r in rows if best in r), key=lambda r: r[best])
         title += f" (best.pt = epoch {chosen['epoch']}, lowest {columns[best]})"

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from gancli import engine, registry, rundir
+from gancli import registry, rundir, runs
 from gancli.trainers.base import Trainer
 
 console = Console()
@@ -72,9 +72,9 @@ def show_networks(trainer: Trainer) -> None:
 def inspect_model(model: str, overrides: dict) -> None:
     """Networks of `model` as `train` would build them with these options."""
     cfg = registry.get(model).config(overrides)
-    info = engine.describe_data(registry.get(model), cfg)
+    info = runs.describe_data(registry.get(model), cfg)
     cfg["image_size"] = info["image_size"]
-    trainer = engine.build_trainer(cfg, info, torch.device("cpu"))
+    trainer = runs.build_trainer(cfg, info, torch.device("cpu"))
     console.print(f"[bold]{model}[/]: {registry.get(model).summary}  "
                   f"({info['channels']}x{cfg['image_size']}x{cfg['image_size']}, {cfg['dataset']})")
     show_networks(trainer)
@@ -98,7 +98,7 @@ def options_table(spec: registry.ModelSpec, cfg: dict) -> Table:
 
 def inspect_run(target: str, root: Path | None = None) -> None:
     """A trained run: its config, progress, last metrics, files, then its networks."""
-    trainer, ckpt = engine.restore(target, torch.device("cpu"), root)
+    trainer, ckpt = runs.restore(target, torch.device("cpu"), root)
     path: Path = ckpt["path"]
     cfg, state = ckpt["config"], ckpt["state"]
     table = Table(title=f"run {path.parent}", show_header=False, title_justify="left")
@@ -107,9 +107,9 @@ def inspect_run(target: str, root: Path | None = None) -> None:
     table.add_row("model", f"{cfg['model']} ({registry.get(cfg['model']).summary})")
     table.add_row("gancli version", str(ckpt.get("version")))
     table.add_row("dataset", f"{cfg['dataset']} ({ckpt['info']['num_images']} images, "
-                             f"{engine.counted(ckpt['info']['channels'], 'channel')})")
-    table.add_row("trained", f"{engine.counted(state['epoch'], 'epoch')}, "
-                             f"{engine.counted(state['step'], 'step')}"
+                             f"{runs.counted(ckpt['info']['channels'], 'channel')})")
+    table.add_row("trained", f"{runs.counted(state['epoch'], 'epoch')}, "
+                             f"{runs.counted(state['step'], 'step')}"
                              + (f" (+{state['step_in_epoch']} into the next)"
                                 if state["step_in_epoch"] else ""))
     if state.get("commands"):

@@ -120,6 +120,8 @@ COMMON_OPTIONS: dict[str, Opt] = {
     "compile": Opt(False, "torch.compile the networks"),
     # multi-process training (torchrun): BatchNorm statistics over all processes' batches
     "sync_bn": Opt(False, "SyncBatchNorm under torchrun"),
+    # where a run records itself (gancli.loggers); it may change when a run is resumed
+    "log": Opt("files", "loggers: files (always), tensorboard, html; comma-separated"),
 }
 COMMON_DEFAULTS: dict[str, Any] = {k: o.default for k, o in COMMON_OPTIONS.items()}
 
@@ -148,6 +150,9 @@ class ModelSpec:
     data: str = "images"  # images | paired | unpaired
     # common options this model defaults differently (e.g. its dataset and batch size)
     defaults: dict[str, Any] = field(default_factory=dict)
+    # options for a smoke-test-sized model that still builds on tiny data: the contract
+    # test (tests/test_contract.py) trains, resumes, samples, exports every model with them
+    tiny: dict[str, Any] = field(default_factory=dict)
 
     def build_nets(self, cfg: dict, info: dict):
         return _resolve(self.nets)(cfg, info)
@@ -454,6 +459,9 @@ NHWC = {"channels_last": True}
 # What the measured MNIST recipes share (README, "Time to quality"): smaller batches (more
 # steps for the same CPU time), bf16 where the CPU runs it natively, 10 epochs.
 MNIST_RECIPE = {"batch_size": 64, "amp": "auto", "epochs": 10}
+# smoke-test sizes (ModelSpec.tiny)
+TINY_DCGAN = {"image_size": 16, "nz": 8, "ngf": 8, "ndf": 8}
+TINY_IMG2IMG = {"image_size": 32, "ngf": 4, "ndf": 4}
 
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
@@ -462,13 +470,14 @@ MODELS: dict[str, ModelSpec] = {
             "dcgan", "Deep convolutional GAN (Radford et al. 2015)",
             nets="gancli.nets.dcgan:build", trainer="gancli.trainers.noise_gan:NoiseGAN",
             options={**DCGAN_OPTIONS, **TECHNIQUES},
-            sample_options=WALKS, defaults=NHWC,
+            sample_options=WALKS, defaults=NHWC, tiny=TINY_DCGAN,
         ),
         ModelSpec(
             "pix2pix", "Paired image-to-image: U-Net + PatchGAN, GAN + L1 (Isola et al. 2017)",
             nets="gancli.nets.img2img:build_pix2pix", trainer="gancli.trainers.pix2pix:Pix2Pix",
             options=PIX2PIX_OPTIONS, translate_options={"direction": DIRECTION},
             data="paired", defaults={"dataset": "facades", "batch_size": 4},
+            tiny=TINY_IMG2IMG,
         ),
         ModelSpec(
             "cyclegan", "Unpaired image-to-image with cycle consistency (Zhu et al. 2017)",
@@ -476,12 +485,13 @@ MODELS: dict[str, ModelSpec] = {
             trainer="gancli.trainers.cyclegan:CycleGAN", options=CYCLEGAN_OPTIONS,
             translate_options={"direction": Opt("AtoB", "AtoB or BtoA", ("AtoB", "BtoA"))},
             data="unpaired", defaults={"dataset": "grumpy_cats", "batch_size": 4},
+            tiny={**TINY_IMG2IMG, "blocks": 1},
         ),
         ModelSpec(
             "gan", "Vanilla GAN with MLP generator and discriminator (Goodfellow et al. 2014)",
             nets="gancli.nets.mlp:build", trainer="gancli.trainers.noise_gan:NoiseGAN",
             options={**MLP_OPTIONS, **TECHNIQUES},
-            sample_options=WALKS,
+            sample_options=WALKS, tiny=TINY_DCGAN,
         ),
         ModelSpec(
             "cgan", "Conditional GAN, MLPs with the class as one-hot input (Mirza & "
@@ -489,7 +499,7 @@ MODELS: dict[str, ModelSpec] = {
             nets="gancli.nets.mlp:build_conditional",
             trainer="gancli.trainers.noise_gan:ConditionalGAN",
             options=recipe({**MLP_OPTIONS, **DISCRIMINATOR, **TECHNIQUES}, ema=0.999),
-            conditional=True, sample_options=WALKS, defaults=MNIST_RECIPE,
+            conditional=True, sample_options=WALKS, defaults=MNIST_RECIPE, tiny=TINY_DCGAN,
         ),
         ModelSpec(
             "cdcgan", "Conditional DCGAN: class embedding into G, label maps into D",
@@ -498,6 +508,7 @@ MODELS: dict[str, ModelSpec] = {
             options=recipe({**DCGAN_OPTIONS, **DISCRIMINATOR, **TECHNIQUES}, ngf=32, ndf=32,
                            ema=0.999),
             conditional=True, sample_options=WALKS, defaults={**NHWC, **MNIST_RECIPE},
+            tiny=TINY_DCGAN,
         ),
         ModelSpec(
             "acgan", "Auxiliary-classifier GAN: D predicts real/fake and the class "
@@ -509,20 +520,20 @@ MODELS: dict[str, ModelSpec] = {
                       "fakes that G follows, which permuted whole classes)")},
                 ngf=32, ndf=32, ema=0.999, fake_classes=False),
             conditional=True, sample_options=WALKS,
-            defaults={**NHWC, **MNIST_RECIPE, "epochs": 8},
+            defaults={**NHWC, **MNIST_RECIPE, "epochs": 8}, tiny=TINY_DCGAN,
         ),
         ModelSpec(
             "wgan-gp", "Wasserstein GAN with gradient penalty (Gulrajani et al. 2017)",
             nets="gancli.nets.dcgan:build_critic", trainer="gancli.trainers.noise_gan:WGANGP",
             options={**WGAN_GP_OPTIONS, **NO_LOSS_CHOICE},
-            sample_options=WALKS, defaults=NHWC,
+            sample_options=WALKS, defaults=NHWC, tiny=TINY_DCGAN,
         ),
         ModelSpec(
             "classifier", "Small reference CNN; judges samples for the offline metrics "
                           "(class accuracy, classifier-FID)",
             nets="gancli.nets.classifier:build",
             trainer="gancli.trainers.classifier:Classifier", options=CLASSIFIER_OPTIONS,
-            defaults={"epochs": 3},
+            defaults={"epochs": 3}, tiny={"image_size": 16, "width": 4, "feature_dim": 8},
         ),
         ModelSpec(
             "ddpm", "Denoising diffusion: U-Net eps-prediction, DDPM/DDIM sampling, "
@@ -530,6 +541,7 @@ MODELS: dict[str, ModelSpec] = {
             nets="gancli.nets.ddpm_unet:build", trainer="gancli.trainers.ddpm:DDPM",
             options=DDPM_OPTIONS, sample_options=DDPM_SAMPLE_OPTIONS,
             translate_options=DDPM_TRANSLATE_OPTIONS, defaults=NHWC,
+            tiny={"image_size": 16, "width": 8, "timesteps": 20, "conditional": True},
         ),
     ]
 }

@@ -10,14 +10,54 @@ msvcrt.locking.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-from gancli.errors import GancliError
+from gancli import checkpoint
+from gancli.errors import GancliError, WriteError
 
 LOCK = ".lock"
+
+
+@dataclass
+class Run:
+    """A run folder and the files every command finds in it."""
+
+    dir: Path
+    saved: int | None = None  # the step of the checkpoint on disk (None: none written yet)
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.dir / checkpoint.FILENAME
+
+    @property
+    def metrics(self) -> Path:
+        return self.dir / "metrics.jsonl"
+
+    @property
+    def losses(self) -> Path:
+        return self.dir / "losses.csv"
+
+    def sample_path(self, epoch: int) -> Path:
+        return self.dir / "samples" / f"epoch_{epoch:03d}.png"
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """A write of the run that fails (disk full, no permission, a file-size limit) ends
+        in one line: what could not be written, the OS's reason, and what is intact."""
+        try:
+            yield
+        except (OSError, WriteError) as exc:
+            failed = exc if isinstance(exc, WriteError) else WriteError.of(exc, self.dir)
+            kept = (f"the checkpoint of step {self.saved} is intact ({self.checkpoint})"
+                    if self.saved is not None else
+                    "no checkpoint had been written yet, so nothing of the run is kept")
+            raise GancliError(f"{failed}; {kept}") from None
 
 
 class RunLock:

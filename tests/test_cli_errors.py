@@ -149,7 +149,8 @@ def test_mid_epoch_checkpoints_count_wall_time(cli, folder, tmp_path):
 
 
 def test_counts_and_resume_words_agree():
-    from gancli.engine import RunState, counted, where
+    from gancli.engine import RunState, where
+    from gancli.runs import counted
 
     assert counted(1, "step") == "1 step" and counted(2, "epoch") == "2 epochs"
     assert where(RunState(epoch=8, step=100, step_in_epoch=4)) == "step 100 (epoch 9, 4 steps in)"

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from gancli import checkpoint, diffusion, engine, registry
+from gancli import checkpoint, diffusion, registry, runs
 from gancli.errors import GancliError
 from gancli.nets.ddpm_unet import UNet, timestep_embedding
 from tests.test_foundation import one_line_error
@@ -22,7 +22,7 @@ INFO = {"dataset": "folder:x", "channels": 1, "image_size": 16, "num_classes": 3
 def tiny_trainer(*extra: str):
     spec = registry.get("ddpm")
     cfg = spec.config({**spec.parse_options(["--width", "8", *extra]), "image_size": 16})
-    return engine.build_trainer(cfg, INFO, torch.device("cpu"))
+    return runs.build_trainer(cfg, INFO, torch.device("cpu"))
 
 
 @pytest.mark.parametrize("name", ["linear", "cosine"])

@@ -43,13 +43,15 @@ def test_torchrun_run_folder_is_complete_and_resume_is_exact(tmp_path):
     env_root = tmp_path / "checkpoints"
     os.environ["GANCLI_CHECKPOINTS"] = str(env_root)  # restored by the autouse fixture
     train = ["-m", "gancli", "train", "dcgan", *TINY_DDP]
-    straight = torchrun(*train, "--name", "straight", "--max-steps", "6", cwd=tmp_path)
+    straight = torchrun(*train, "--name", "straight", "--max-steps", "6",
+                        "--loggers", "tensorboard,html", cwd=tmp_path)
     assert straight.returncode == 0, straight.stderr[-3000:]
     assert straight.stderr.count("done:") == 1  # rank 0 alone prints
     run = env_root / "dcgan" / "straight"
     for name in ("checkpoint.pt", "config.json", "metrics.jsonl", "losses.csv",
-                 "loss_curves.png", "real_vs_fake.png", "samples/epoch_001.png"):
+                 "loss_curves.png", "real_vs_fake.png", "samples/epoch_001.png", "index.html"):
         assert (run / name).exists(), name
+    assert len(list((run / "tensorboard").iterdir())) == 1  # one event file: rank 0 alone
     ckpt = checkpoint.load(run / "checkpoint.pt")
     assert ckpt["state"]["step"] == 6 and len(ckpt["rng_ranks"]) == 2
     assert ckpt["state"]["commands"][0].startswith("torchrun --nproc_per_node=2 -m gancli train")

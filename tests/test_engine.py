@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from gancli import checkpoint, engine
+from gancli import checkpoint, engine, runs
 from gancli.errors import GancliError
 from gancli.trainers.noise_gan import NoiseGAN
 from tests.conftest import TINY
@@ -167,11 +167,11 @@ def test_save_every_steps_writes_mid_epoch(cli, folder, tmp_path, monkeypatch):
 
 def test_restore_rebuilds_from_the_checkpoint_alone(cli, folder, tmp_path):
     assert train_tiny(cli, folder, "r", "--max-steps", "1").exit_code == 0
-    trainer, ckpt = engine.restore("r", torch.device("cpu"))
+    trainer, ckpt = runs.restore("r", torch.device("cpu"))
     assert trainer.cfg["ngf"] == 8 and trainer.info["num_classes"] == 2
     out = trainer.generate(3, generator=torch.Generator().manual_seed(0))
     assert out.shape == (3, 3, 16, 16) and out.min() >= -1 and out.max() <= 1
-    assert engine.restore("dcgan/r", torch.device("cpu"))[1]["path"] == ckpt["path"]
+    assert runs.restore("dcgan/r", torch.device("cpu"))[1]["path"] == ckpt["path"]
     for model in ("gan", "wgan-gp"):  # one run name under two models
         (tmp_path / "two" / model / "r").mkdir(parents=True)
         (tmp_path / "two" / model / "r" / checkpoint.FILENAME).touch()
@@ -191,7 +191,7 @@ def test_export_is_small_samples_and_refuses_resume(cli, folder, tmp_path):
     assert all(t.dtype == torch.float16 for t in floats)
     assert (out / "config.json").exists() and (out / "samples" / "epoch_001.png").exists()
     full = weights(run)
-    trainer, _ = engine.restore(str(out), torch.device("cpu"))
+    trainer, _ = runs.restore(str(out), torch.device("cpu"))
     w = trainer.nets["G"].main[0].weight
     assert torch.allclose(w, full["G.main.0.weight"], atol=1e-3) and w.dtype == torch.float32
     assert cli("sample", out, "--n", "4", "--out", tmp_path / "s.png").exit_code == 0
@@ -212,7 +212,7 @@ def test_shipped_pretrained_runs_load_sample_and_draw_the_digit_asked_for(model)
     from gancli.evaluate import sample_accuracy
 
     run = SHIPPED / model / "pretrained-mnist"
-    trainer, ckpt = engine.restore(str(run), torch.device("cpu"))
+    trainer, ckpt = runs.restore(str(run), torch.device("cpu"))
     assert ckpt["exported"] and ckpt["info"]["dataset"] == "mnist"
     assert (run / "checkpoint.pt").stat().st_size < 8e6
     assert ckpt["state"]["commands"] and ckpt["state"]["seconds"] > 0

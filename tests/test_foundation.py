@@ -173,6 +173,6 @@ def test_grid_tiles_like_torchvision(n, nrow, pad):
 
 
 def test_sampling_does_not_import_torchvision():
-    code = ("import sys, gancli.cli, gancli.engine, gancli.viz, gancli.latent; "
+    code = ("import sys, gancli.cli, gancli.runs, gancli.sampling, gancli.viz, gancli.latent; "
             "sys.exit('torchvision' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from gancli import augment, checkpoint, engine, registry
+from gancli import augment, checkpoint, registry, runs
 from gancli.data import jointly
 from gancli.trainers.base import evaluating
 from gancli.trainers.pix2pix import d_adversarial, g_adversarial
@@ -25,7 +25,7 @@ def trainer(model: str, **options):
     name = model.removesuffix("-dc")
     cfg = registry.get(name).config({"image_size": SIZE, "ngf": 4, "ndf": 4, "batch_size": 4,
                                      **MODELS[model], **options})
-    t = engine.build_trainer(cfg, INFO, torch.device("cpu"))
+    t = runs.build_trainer(cfg, INFO, torch.device("cpu"))
     g = torch.Generator().manual_seed(0)
     t.use_data({k: torch.randint(0, 256, (4, 3, SIZE, SIZE), generator=g, dtype=torch.uint8)
                 for k in "AB"})
@@ -201,7 +201,7 @@ def test_a_run_from_before_loss_keeps_its_gan_loss():
     cfg = registry.get("pix2pix").config({"image_size": SIZE, "ngf": 4, "ndf": 4})
     old = {k: v for k, v in cfg.items()
            if k not in registry.IMAGE_TO_IMAGE_TECHNIQUES} | {"gan_loss": "lsgan"}
-    t = engine.build_trainer(old, INFO, torch.device("cpu"))
+    t = runs.build_trainer(old, INFO, torch.device("cpu"))
     assert t.cfg["loss"] == "lsgan" and "gan_loss" not in t.cfg
     assert not t.cfg["spectral_norm"] and "G_ema" not in t.nets
 

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from gancli import checkpoint, engine, registry
+from gancli import checkpoint, registry, runs
 from gancli.trainers.noise_gan import Multiclass, gradient_penalty
 from tests.conftest import TINY
 
@@ -32,7 +32,7 @@ def tiny_trainer(model: str, extra: list[str]):
     spec = registry.get(model)
     opts = spec.parse_options([*TINY[2:6], "--nz", "8", *extra])
     cfg = spec.config({**opts, "image_size": 16})
-    return engine.build_trainer(cfg, INFO, torch.device("cpu"))
+    return runs.build_trainer(cfg, INFO, torch.device("cpu"))
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -77,7 +77,7 @@ def test_trains_and_samples_through_the_cli(variant, cli, folder, tmp_path):
 def test_conditional_sampling_asks_g_for_the_requested_class(cli, folder, tmp_path):
     assert cli("train", "cdcgan", "--dataset", f"folder:{folder}", *TINY, "--name", "r",
                "--max-steps", "1").exit_code == 0
-    trainer, _ = engine.restore("cdcgan", torch.device("cpu"), tmp_path / "checkpoints")
+    trainer, _ = runs.restore("cdcgan", torch.device("cpu"), tmp_path / "checkpoints")
     seen: list[torch.Tensor] = []
     trainer.sampler("G").register_forward_pre_hook(lambda mod, args: seen.append(args[1]))
     images = trainer.generate(5, torch.Generator().manual_seed(0),

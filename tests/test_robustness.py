@@ -22,6 +22,8 @@ from typer.testing import CliRunner
 
 from gancli import checkpoint, data, engine, pairs, rundir
 from gancli.errors import GancliError
+from gancli.loggers.files import read_losses
+from gancli.runs import check_size
 from tests.conftest import TINY, make_folder
 from tests.test_foundation import one_line_error
 
@@ -121,7 +123,7 @@ def test_the_size_estimate_allocates_nothing_and_draws_no_random_numbers(model):
     torch.manual_seed(0)
     direct = spec.build_nets(cfg, info)
     torch.manual_seed(0)
-    engine.check_size(spec, cfg, info, torch.device("cpu"), training=True)
+    check_size(spec, cfg, info, torch.device("cpu"), training=True)
     after = spec.build_nets(cfg, info)
     for name, net in direct.items():
         for a, b in zip(net.state_dict().values(), after[name].state_dict().values(),
@@ -273,7 +275,7 @@ def test_lines_cut_by_a_kill_are_dropped_on_resume_and_ignored_by_readers(cli, f
     with (run / "losses.csv").open("a") as f:
         f.write("4,1.2")
     assert len(rundir.complete_lines(run / "metrics.jsonl")) == 1
-    assert engine.read_losses(run / "losses.csv")[0] == [1, 2, 3]
+    assert read_losses(run / "losses.csv")[0] == [1, 2, 3]
     assert cli("inspect", run).exit_code == 0
     assert cli("train", "dcgan", "--resume", "r", "--max-steps", "4").exit_code == 0
     assert all(line.endswith("\n") for line in (run / "losses.csv").open())

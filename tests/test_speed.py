@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gancli import accel, checkpoint, engine, registry
+from gancli import accel, checkpoint, registry, runs
 from gancli.errors import GancliError
 from tests.test_engine import train_tiny
 
@@ -18,7 +18,7 @@ def tiny_trainer(**options):
     cfg = registry.get("dcgan").config({"image_size": 16, "ngf": 8, "ndf": 8, "nz": 8,
                                         "batch_size": 8, **options})
     torch.manual_seed(0)
-    return engine.build_trainer(cfg, INFO, CPU)
+    return runs.build_trainer(cfg, INFO, CPU)
 
 
 def batch() -> dict[str, torch.Tensor]:
@@ -109,5 +109,5 @@ def test_channels_last_is_default_only_where_it_measured_faster():
 
 def test_sampling_builds_no_optimizers(cli, folder):
     assert train_tiny(cli, folder, "r", "--max-steps", "1").exit_code == 0
-    trainer, _ = engine.restore("r", CPU)
+    trainer, _ = runs.restore("r", CPU)
     assert trainer.opts == {}

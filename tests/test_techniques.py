@@ -133,12 +133,12 @@ def test_joint_transform_gives_both_images_of_a_pair_the_same_jitter():
 
 
 def tiny_trainer(model: str, **options):
-    from gancli import engine, registry
+    from gancli import registry, runs
 
     cfg = registry.get(model).config({"image_size": 16, "nz": 8, "ngf": 8, "ndf": 8, **options})
     info = {"channels": 1, "image_size": 16, "num_classes": 10, "classes": list("0123456789"),
             "num_images": 0, "dataset": "mnist"}
-    return engine.build_trainer(cfg, info, torch.device("cpu"))
+    return runs.build_trainer(cfg, info, torch.device("cpu"))
 
 
 def test_latent_walk_rows_start_and_end_at_their_endpoints():

@@ -64,7 +64,8 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
         q, k, v = self.qkv(self.norm(x)).flatten(2).transpose(1, 2).chunk(3, dim=2)
-        y = F.scaled_dot_product_attention(q, k, v)
+        # as one head of (n, heads, pixels, c): ONNX's attention takes 4-d inputs only
+        y = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0]
         return x + self.out(y.transpose(1, 2).reshape(n, c, h, w))
 
 

@@ -38,7 +38,8 @@ class Generator(nn.Module):
         self.main = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return self.main(_with_class(z, labels, self.num_classes)).view(len(z), *self.shape)
+        # unflatten, not view(len(z), ...): an exported graph keeps any batch size
+        return self.main(_with_class(z, labels, self.num_classes)).unflatten(1, self.shape)
 
 
 class Discriminator(nn.Module):

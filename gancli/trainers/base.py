@@ -126,7 +126,7 @@ class Trainer(ABC):
         self.ema_stale.clear()
 
     def epoch_hooks(self) -> list:
-        """`engine.EpochHook`s this recipe wants run between epochs (e.g. test accuracy)."""
+        """`hooks.EpochHook`s this recipe wants run between epochs (e.g. test accuracy)."""
         return []
 
     def frozen(self, name: str) -> nn.Module:
@@ -175,6 +175,22 @@ class Trainer(ABC):
     @abstractmethod
     def example_inputs(self) -> dict[str, tuple[torch.Tensor, ...]]:
         """One input per network, so `inspect` can trace output shapes."""
+
+    # what an exported sampling network's output is called (gancli export --format onnx)
+    export_output = "images"
+
+    def export_inputs(self, name: str, n: int, generator: torch.Generator
+                      ) -> dict[str, torch.Tensor]:
+        """Named inputs of network `name` for a batch of n, with values it meets when
+        sampling: ONNX export traces with them and checks onnxruntime against PyTorch on
+        them. By default one image in [-1, 1] (image-to-image generators, classifiers)."""
+        (x,) = self.example_inputs()[name]
+        return {"image": torch.rand(n, *x.shape[1:], generator=generator) * 2 - 1}
+
+    def export_notes(self) -> dict:
+        """What else a user of the exported networks needs (e.g. a diffusion schedule),
+        written into onnx.json."""
+        return {}
 
     @property
     def conditional(self) -> bool:

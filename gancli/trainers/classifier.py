@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from gancli import data
-from gancli.engine import EpochHook
+from gancli.hooks import EpochHook
 from gancli.trainers.base import Trainer, evaluating
 
 PREVIEW = 64
@@ -34,6 +34,7 @@ class Classifier(Trainer):
     curves = ("loss",)
     discriminators = ()
     generators = ()
+    export_output = "logits"
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -214,6 +214,37 @@ class DDPM(Trainer):
         y = torch.zeros(2, dtype=torch.long, device=self.device)
         return {"unet": (x, t, y) if self.conditional else (x, t)}
 
+    export_output = "eps"
+
+    def export_inputs(self, name: str, n: int, generator: torch.Generator
+                      ) -> dict[str, torch.Tensor]:
+        """The denoiser's noisy images, step indices (and classes, num_classes meaning
+        none), as `eps_model` calls it."""
+        size, c = self.cfg["image_size"], self.info["channels"]
+        inputs = {"x": torch.randn(n, c, size, size, generator=generator),
+                  "t": torch.randint(self.schedule.T, (n,), generator=generator)}
+        if not self.conditional:
+            return inputs
+        return {**inputs, "labels": torch.randint(self.null_label + 1, (n,),
+                                                  generator=generator)}
+
+    def export_notes(self) -> dict:
+        """The schedule and the sampler a user of the exported denoiser runs around it."""
+        return {
+            "sampler": "DDIM, eta 0 (gancli's default): x = N(0, 1) noise of shape (n, "
+                       f"{self.info['channels']}, {self.cfg['image_size']}, "
+                       f"{self.cfg['image_size']}); for t in 50 evenly spaced steps from "
+                       "T-1 down to 0: eps = unet(x, t[, labels]); x0 = clip((x - sqrt(1 - "
+                       "ab[t]) eps) / sqrt(ab[t]), -1, 1); eps = (x - sqrt(ab[t]) x0) / "
+                       "sqrt(1 - ab[t]); x = sqrt(ab_prev) x0 + sqrt(1 - ab_prev) eps, with "
+                       "ab_prev = ab[next t] (1 after the last). Classifier-free guidance s: "
+                       "eps = eps(labels=num_classes) + s (eps(labels) - eps(labels="
+                       "num_classes)). gancli/diffusion.py is the reference.",
+            "timesteps": self.schedule.T,
+            "null_label": self.null_label if self.conditional else None,
+            "alpha_bar": self.schedule.alpha_bar.tolist(),
+        }
+
     def state_dict(self) -> dict:
         return {**super().state_dict(), "steps": self.steps}
 

@@ -292,6 +292,15 @@ class NoiseGAN(Trainer):
         return {"G": (z, y) if self.conditional else (z,),
                 "D": (x, y) if self.head.d_labels else (x,)}
 
+    def export_inputs(self, name: str, n: int, generator: torch.Generator
+                      ) -> dict[str, torch.Tensor]:
+        """G's noise (and class indices); `render` feeds it the same."""
+        z = {"noise": torch.randn(n, self.cfg["nz"], generator=generator)}
+        if not self.conditional:
+            return z
+        return {**z, "labels": torch.randint(self.info["num_classes"], (n,),
+                                             generator=generator)}
+
     def state_dict(self) -> dict:
         return {**super().state_dict(), "steps": self.steps}
 

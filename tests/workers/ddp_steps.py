@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from gancli import data, engine, registry
+from gancli import data, registry, runs
 from gancli.distributed import World, plain
 
 
@@ -22,7 +22,7 @@ def main(out: Path, steps: int) -> None:
     info = {"channels": 1, "image_size": 16, "num_classes": 10, "num_images": 64,
             "classes": [str(i) for i in range(10)]}
     torch.manual_seed(world.rank)  # different init per rank: DDP must broadcast rank 0's
-    trainer = engine.build_trainer(cfg, info, device)
+    trainer = runs.build_trainer(cfg, info, device)
     images = torch.randint(0, 256, (64, 1, 16, 16), dtype=torch.uint8)
     torch.manual_seed(0)
     batches = data.Batches({"image": images}, 8, seed=0, device=device,
