@@ -6,7 +6,8 @@
     python benchmarks/bench.py --device cuda --variants fp32,bf16,fp16,bf16+cl+compile
 
 Cases (--only takes names or shell patterns, comma-separated):
-  training   dcgan-32 dcgan-64 cgan-28 wgan-gp-32 pix2pix-128 cyclegan-64 ddpm-28 ddpm-32
+  training   dcgan-32 dcgan-64 cgan-28 wgan-gp-32 pix2pix-256 pix2pix-128 pix2pix-128-thin
+             cyclegan-64 ddpm-28 ddpm-32
              (built and fed through gancli's engine: build_trainer, load_data, Batches with
              the recipe's batch transform, trainer.run_step), and tutorial-64 / tutorial-32:
              the PyTorch DCGAN tutorial's loop (DataLoader, per-sample PIL transforms)
