@@ -88,7 +88,7 @@ def figure(rows: list[tuple[str, list[Path]]], path: Path, title: str) -> None:
             if c == 0:
                 ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=7)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout(pad=0.3)
+    fig.tight_layout(pad=0.3, rect=(0, 0, 1, 1 - 0.35 / (0.9 * len(rows) + 0.5)))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

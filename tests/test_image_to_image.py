@@ -230,4 +230,3 @@ def test_errors_are_one_line(cli, tmp_path, folder):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "readme.txt").write_text("no images")
     one_line_error(cli("translate", "pix2pix", tmp_path / "empty"), "no images found")
-    one_line_error(cli("translate", "cyclegan", data), "no trained cyclegan run")
