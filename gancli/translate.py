@@ -219,7 +219,8 @@ def _summary(trainer: Trainer, input_dir: Path, out: Path, done: int, paired: in
     if scoring is not None and scoring.reference is not None:
         table.add_row("reference", f"{scoring.reference_path} ({scoring.reference.n} images, "
                                    f"{scoring.extractor.name} features)")
-    if scoring is not None and scoring.skipped:
+    # nothing to compare label maps alone with: no FID/KID row at all, not a missing-weights one
+    if scoring is not None and scoring.skipped and (paired or trainer.spec.data == "unpaired"):
         table.add_row("FID, KID", f"not measured: {scoring.skipped}")
     for key, value in numbers.items():
         table.add_row(key, f"{value:.2f}" if key.startswith(("FID", "PSNR")) else

@@ -49,6 +49,7 @@ def test_shipped_pix2pix_turns_a_label_map_into_a_facade(cli, tmp_path):
     result = cli("translate", "pix2pix", labels, "--out", tmp_path / "out")
     assert result.exit_code == 0, result.output
     assert "pretrained-facades" in " ".join(result.stdout.split())
+    assert "not measured" not in result.stdout  # label maps alone have no reference to miss
     photo = np.asarray(Image.open(tmp_path / "out" / "house.png"), np.float32)
     size = json.loads((PIX2PIX / "config.json").read_text())["image_size"]
     assert photo.shape == (size, size, 3)
