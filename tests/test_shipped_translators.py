@@ -17,8 +17,8 @@ from gancli.checkpoint import SHIPPED
 
 PIX2PIX = SHIPPED / "pix2pix" / "pretrained-facades"
 CYCLEGAN = SHIPPED / "cyclegan" / "pretrained-grumpy-cats"
-# CMP facade label colours (background, facade, window, door, ...), as the label maps use
-PALETTE = [(0, 0, 170), (0, 0, 255), (0, 85, 255), (0, 170, 255), (255, 85, 0), (255, 0, 0)]
+# CMP facade label colours as pix2pix's label maps draw them: background, facade, window, door
+PALETTE = [(0, 0, 222), (1, 48, 255), (2, 127, 254), (1, 207, 255)]
 
 
 def label_map(size: int = 256) -> Image.Image:
@@ -30,7 +30,7 @@ def label_map(size: int = 256) -> Image.Image:
         for col in range(1, 7):
             a[row * step + 4: row * step + step - 4, col * step + 4: col * step + step - 8] = \
                 PALETTE[2]
-    a[6 * step:, 3 * step: 4 * step] = PALETTE[4]
+    a[6 * step:, 3 * step: 4 * step] = PALETTE[3]
     return Image.fromarray(a)
 
 
