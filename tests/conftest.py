@@ -61,3 +61,12 @@ def cli():
         return runner.invoke(app, [str(a) for a in args], env=dict(os.environ))
 
     return invoke
+
+
+@pytest.fixture
+def classifier_run(cli, tmp_path: Path) -> Path:
+    """A tiny (barely trained) reference classifier, through the real train command."""
+    result = cli("train", "classifier", "--dataset", "mnist-mini", "--max-steps", "2",
+                 "--width", "4", "--feature-dim", "8", "--batch-size", "32", "--name", "tiny")
+    assert result.exit_code == 0, result.stderr
+    return tmp_path / "checkpoints" / "classifier" / "tiny"

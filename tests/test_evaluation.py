@@ -249,14 +249,6 @@ def test_intra_class_fid_per_class_and_missing_classes() -> None:
 
 # --- through the command line ---------------------------------------------------------
 
-@pytest.fixture
-def classifier_run(cli, tmp_path: Path) -> Path:
-    result = cli("train", "classifier", "--dataset", "mnist-mini", "--max-steps", "2",
-                 "--width", "4", "--feature-dim", "8", "--batch-size", "32", "--name", "tiny")
-    assert result.exit_code == 0, result.stderr
-    return tmp_path / "checkpoints" / "classifier" / "tiny"
-
-
 def rows(stdout: str) -> dict[str, list[str]]:
     """The result table's rows: metric -> its cells."""
     out = {}

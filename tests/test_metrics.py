@@ -102,15 +102,6 @@ def test_npz_round_trip_in_pytorch_fid_format(tmp_path: Path) -> None:
     assert (theirs.n, theirs.extractor, theirs.features) == (0, "inception-8", None)
 
 
-@pytest.fixture
-def classifier_run(cli, tmp_path: Path) -> Path:
-    """A tiny (barely trained) reference classifier, through the real train command."""
-    result = cli("train", "classifier", "--dataset", "mnist-mini", "--max-steps", "2",
-                 "--width", "4", "--feature-dim", "8", "--batch-size", "32", "--name", "tiny")
-    assert result.exit_code == 0, result.stderr
-    return tmp_path / "checkpoints" / "classifier" / "tiny"
-
-
 def test_fid_folders_with_classifier_features(cli, tmp_path: Path, classifier_run) -> None:
     a = make_folder(tmp_path / "a", per_class=10, size=28, channels=1)
     b = make_folder(tmp_path / "b", classes=1, per_class=20, size=28, channels=1)
